@@ -1,0 +1,116 @@
+"""One typed, frozen dataclass per params.yaml section, with its range checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bertpipe.params import InvalidValue, check_range
+from bertpipe.text import Normalization
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    source: Literal["imdb", "rotten_tomatoes"] = "imdb"
+    # Class names in id order; empty = the source's own names, sorted.
+    label_names: tuple[str, ...] = ()
+    html_breaks: bool = True
+    html_entities: bool = True
+    whitespace: bool = True
+    unicode_nfc: bool = True
+    max_quarantine_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_range("max_quarantine_fraction", self.max_quarantine_fraction, 0, 1)
+        if len(set(self.label_names)) != len(self.label_names):
+            raise InvalidValue("label_names", list(self.label_names), "names must be distinct")
+
+    def normalization(self) -> Normalization:
+        return Normalization(self.html_breaks, self.html_entities, self.whitespace, self.unicode_nfc)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    seed: int = 42
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    # Caps on rows per split (null = no cap), drawn stratified so class balance holds.
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
+
+    def __post_init__(self) -> None:
+        check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+        check_range("test_fraction", self.test_fraction, 0, 1, low_open=True, high_open=True)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise InvalidValue("test_fraction", self.test_fraction,
+                               f"val_fraction + test_fraction must be below 1 "
+                               f"(now {self.val_fraction + self.test_fraction:g})")
+        for name in ("max_train", "max_val", "max_test"):
+            value = getattr(self, name)
+            if value is not None:
+                check_range(name, value, 1)
+
+
+@dataclass(frozen=True)
+class TokenizeParams:
+    # 'embedded:minilm-l6' (shipped in a PyPI package), a local folder, or a hub id.
+    model: str = "embedded:minilm-l6"
+    max_length: int = 256
+    truncation: Literal["head", "tail", "head_tail"] = "head_tail"
+    head_tokens: int = 64  # with head_tail: tokens kept from the start, the rest from the end
+    chunk_rows: int = 2000  # rows tokenized per batch call; bounds memory
+
+    def __post_init__(self) -> None:
+        check_range("max_length", self.max_length, 8, 8192)
+        check_range("chunk_rows", self.chunk_rows, 1)
+        if self.truncation == "head_tail":
+            check_range("head_tokens", self.head_tokens, 0, self.max_length - 3)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    mlflow_experiment: str = "imdb-sentiment"
+    seed: int = 42
+    epochs: float = 1.0
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    max_grad_norm: float = 1.0
+    # Length grouping: this many batches are drawn at random, sorted by length, then cut.
+    group_batches: int = 50
+    eval_every_steps: int = 50
+    metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"] = "accuracy"
+    early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
+    save_every_steps: int = 50  # resumable checkpoint
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, 0, low_open=True)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("grad_accum_steps", self.grad_accum_steps, 1)
+        check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("warmup_fraction", self.warmup_fraction, 0, 1, high_open=True)
+        check_range("max_grad_norm", self.max_grad_norm, 0, low_open=True)
+        check_range("group_batches", self.group_batches, 1)
+        check_range("eval_every_steps", self.eval_every_steps, 1)
+        check_range("early_stopping_patience", self.early_stopping_patience, 0)
+        check_range("save_every_steps", self.save_every_steps, 1)
+        check_range("eval_batch_size", self.eval_batch_size, 1)
+        if not self.mlflow_experiment.strip():
+            raise InvalidValue("mlflow_experiment", self.mlflow_experiment, "must not be empty")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = 64
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    calibration_bins: int = 10
+
+    def __post_init__(self) -> None:
+        check_range("batch_size", self.batch_size, 1)
+        check_range("calibration_bins", self.calibration_bins, 2, 100)

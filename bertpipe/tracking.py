@@ -1,0 +1,101 @@
+"""MLflow: where runs go, what every run is tagged with, and the logged classifier model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+
+import bertpipe
+
+log = logging.getLogger(__name__)
+
+REACH_TIMEOUT_S = 10
+MODEL_NAME = "model"  # artifact name of the logged classifier inside its run
+LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "dvc", "pandas", "numpy", "scikit-learn")
+
+
+def configure() -> str:
+    """Use MLFLOW_TRACKING_URI when set, else MLflow's default (sqlite:///mlflow.db in the cwd).
+
+    A remote server that does not answer fails here, fast, instead of hanging in retries.
+    """
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        # MLflow retries HTTP calls with backoff for minutes by default; keep failures quick.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REACH_TIMEOUT_S))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        check_reachable(uri)
+    return uri
+
+
+def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise ConnectionError(
+            f"MLflow tracking server {uri} (from MLFLOW_TRACKING_URI) did not answer within "
+            f"{timeout:g}s: {err}. Start it (mlflow server --host 127.0.0.1 --port 5000), fix the "
+            "URI, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db"
+        ) from None
+
+
+def git_state() -> dict[str, str]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[f"version.{lib}"] = version(lib)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def run_tags(device: str) -> dict[str, str]:
+    tags = {**git_state(), **library_versions(), "device": device}
+    if exp := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = exp
+    return tags
+
+
+def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflow.ActiveRun:
+    """Start a new run (named after the DVC experiment when there is one) or reopen run_id."""
+    configure()
+    if run_id:
+        return mlflow.start_run(run_id=run_id)
+    mlflow.set_experiment(experiment)
+    return mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None)
+
+
+def log_classifier(checkpoint: Path, example_texts: list[str], example_output: pd.DataFrame):
+    """Log the checkpoint once as an MLflow pyfunc model with signature and input example."""
+    example = pd.DataFrame({"text": example_texts})
+    requirements = [f"{lib}=={version(lib)}" for lib in ("torch", "transformers", "tokenizers", "safetensors",
+                                                         "pandas", "numpy", "mlflow")]
+    return mlflow.pyfunc.log_model(
+        name=MODEL_NAME,
+        python_model=str(Path(bertpipe.__file__).parent / "mlflow_model.py"),  # models from code: no pickle
+        artifacts={"checkpoint": str(checkpoint)},
+        code_paths=[str(Path(bertpipe.__file__).parent)],
+        signature=infer_signature(example, example_output),
+        input_example=example,
+        pip_requirements=requirements,
+    )

@@ -1,0 +1,157 @@
+"""Evaluate: score the best checkpoint on the test split, beside a TF-IDF baseline.
+
+In:  <model>/ best checkpoint from train; <tokens>/test.safetensors; <split>/{train,test}.parquet
+     (texts, for the baseline and the error table); <run-file> (the MLflow run to log into);
+     <curve> (training curve, for its picture); params `evaluate`.
+Out: <metrics> (accuracy, macro and per-class precision / recall / F1, ROC AUC, log loss,
+     calibration error, metrics by review length, the baseline and the gap to it);
+     <plots>/ ROC, precision-recall, confusion and calibration data (DVC plots) and PNGs;
+     <plots>/errors.csv, the most confidently wrong test reviews. All of it goes to the
+     same MLflow run as training.
+
+Run: python -m stages.evaluate --model models/best --tokens data/tokenized --split data/split \
+       --run-file models/run.json --curve metrics/train_curve.csv \
+       --metrics metrics/test.json --plots metrics/plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+from transformers import AutoModelForSequenceClassification
+
+from bertpipe import plots
+from bertpipe.artifacts import atomic_dir, atomic_path, read_json, read_parquet, read_tokenized, write_json
+from bertpipe.baseline import tfidf_logreg_probs
+from bertpipe.config import EvaluateParams
+from bertpipe.inference import PIPELINE_META, predict_probs
+from bertpipe.logs import setup_logging
+from bertpipe.metrics import calibration, per_class_metrics, summary_metrics
+from bertpipe.modeling import autocast_dtype
+from bertpipe.params import PARAMS_FILE, load_section
+from bertpipe.tracking import start_run
+
+log = logging.getLogger("evaluate")
+LENGTH_BUCKETS = (0, 100, 200, 400, 10**9)  # review length in words
+N_ERRORS = 50
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default=PARAMS_FILE)
+    p.add_argument("--model", required=True)
+    p.add_argument("--tokens", required=True, help="tokenize output folder")
+    p.add_argument("--split", required=True, help="split output folder (texts)")
+    p.add_argument("--run-file", required=True)
+    p.add_argument("--curve", required=True, help="training curve CSV from train")
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--plots", required=True, help="folder for plot data and pictures")
+    return p.parse_args(argv)
+
+
+def by_length(words: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> dict:
+    out = {}
+    for lo, hi in zip(LENGTH_BUCKETS[:-1], LENGTH_BUCKETS[1:]):
+        rows = (words >= lo) & (words < hi)
+        if rows.any():
+            name = f"{lo}-{hi - 1}_words" if hi < 10**9 else f"{lo}+_words"
+            out[name] = {"rows": int(rows.sum()), "accuracy": float((probs[rows].argmax(1) == labels[rows]).mean())}
+    return out
+
+
+def curve_tables(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC and precision-recall points, one-vs-rest per class (the positive class when binary)."""
+    classes = [1] if len(names) == 2 else range(len(names))
+    roc, pr = [], []
+    for c in classes:
+        fpr, tpr, _ = roc_curve(labels == c, probs[:, c])
+        prec, rec, _ = precision_recall_curve(labels == c, probs[:, c])
+        roc.append(pd.DataFrame({"class": names[c], "fpr": fpr, "tpr": tpr}))
+        pr.append(pd.DataFrame({"class": names[c], "recall": rec, "precision": prec}))
+    return pd.concat(roc, ignore_index=True), pd.concat(pr, ignore_index=True)
+
+
+def confident_errors(test: pd.DataFrame, probs: np.ndarray, names: list[str]) -> pd.DataFrame:
+    preds = probs.argmax(1)
+    wrong = np.flatnonzero(preds != test["label"].to_numpy())
+    worst = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:N_ERRORS]
+    return pd.DataFrame({"id": test["id"].to_numpy()[worst], "actual": [names[i] for i in test["label"].to_numpy()[worst]],
+                         "predicted": [names[i] for i in preds[worst]], "confidence": probs[worst, preds[worst]],
+                         "text": test["text"].to_numpy()[worst]})
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6f")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    params = load_section(EvaluateParams, "evaluate", args.params)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForSequenceClassification.from_pretrained(args.model).to(device)
+    meta = read_json(Path(args.model) / PIPELINE_META)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    tokens = read_tokenized(f"{args.tokens}/test.safetensors")
+    test, train = read_parquet(f"{args.split}/test.parquet"), read_parquet(f"{args.split}/train.parquet")
+    if not np.array_equal(test["label"].to_numpy(), tokens.labels):
+        raise ValueError(f"{args.split}/test.parquet and {args.tokens}/test.safetensors disagree on labels; "
+                         "rerun the pipeline (dvc repro) so both come from the same split")
+
+    probs = predict_probs(model, tokens, params.batch_size, device, autocast_dtype(device, params.precision),
+                          meta["pad_token_id"])
+    labels = tokens.labels
+    metrics = summary_metrics(labels, probs)
+    metrics["ece"], reliability = calibration(labels, probs, params.calibration_bins)
+    base_probs = tfidf_logreg_probs(train["text"].tolist(), train["label"].to_numpy(), test["text"].tolist())
+    baseline = summary_metrics(labels, base_probs)
+    metrics["baseline_tfidf_logreg_accuracy"] = baseline["accuracy"]
+    metrics["accuracy_gain_over_baseline"] = metrics["accuracy"] - baseline["accuracy"]
+    report = {**metrics, "rows": int(len(labels)), "per_class": per_class_metrics(labels, probs, names),
+              "by_length": by_length(test["text"].str.split().str.len().to_numpy(), labels, probs),
+              "baseline_tfidf_logreg": baseline}
+    if metrics["accuracy"] <= baseline["accuracy"]:
+        log.warning("the model (accuracy %.4f) does not beat the TF-IDF + logistic regression baseline (%.4f) "
+                    "trained on the same rows", metrics["accuracy"], baseline["accuracy"])
+
+    roc, pr = curve_tables(labels, probs, names)
+    base_roc, base_pr = curve_tables(labels, base_probs, names)
+    cm = confusion_matrix(labels, probs.argmax(1), labels=list(range(len(names))))
+    history = pd.read_csv(args.curve)
+    with atomic_dir(args.plots) as out:
+        write_csv(roc, out / "roc.csv")
+        write_csv(pr, out / "precision_recall.csv")
+        write_csv(pd.DataFrame({"actual": [names[i] for i in labels], "predicted": [names[i] for i in probs.argmax(1)]}),
+                  out / "confusion.csv")
+        write_csv(pd.DataFrame(reliability), out / "calibration.csv")
+        write_csv(confident_errors(test, probs, names), out / "errors.csv")
+        pngs = [plots.confusion_png(cm, names, out / "confusion.png"),
+                plots.curve_png({"model": roc, "tf-idf baseline": base_roc}, "fpr", "tpr", "ROC (test)",
+                                out / "roc.png", diagonal=True),
+                plots.curve_png({"model": pr, "tf-idf baseline": base_pr}, "recall", "precision",
+                                "Precision-recall (test)", out / "precision_recall.png"),
+                plots.curve_png({"model": pd.DataFrame(reliability)}, "confidence", "accuracy",
+                                "Reliability (test)", out / "calibration.png", diagonal=True),
+                plots.training_png(history, "val_metric", out / "training.png")]
+    write_json(report, args.metrics)
+
+    with start_run(run_id=read_json(args.run_file)["run_id"]):
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        for png in pngs:
+            mlflow.log_artifact(str(Path(args.plots) / png.name), artifact_path="plots")
+        mlflow.log_artifact(str(Path(args.plots) / "errors.csv"), artifact_path="plots")
+        mlflow.log_artifact(args.metrics)
+    log.info("test accuracy %.4f (baseline %.4f), F1 %.4f, ROC AUC %.4f on %d reviews", metrics["accuracy"],
+             baseline["accuracy"], metrics["f1_macro"], metrics["roc_auc"], len(labels))
+
+
+if __name__ == "__main__":
+    setup_logging()
+    main()

@@ -1,0 +1,228 @@
+"""Train: fine-tune a pretrained encoder; keep the best checkpoint by the validation metric.
+
+In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json from tokenize;
+     <dataset-meta> (label names, normalisation) from ingest; params `train`.
+Out: <out>/ a Hugging Face model folder (safetensors, config with id2label, tokenizer);
+     <run-file> (the MLflow run id, for evaluate); <metrics>; <curve> (loss and validation
+     metric per step, a DVC plot); <state>/ the resumable checkpoint (DVC `persist: true`):
+     a killed run started again continues from its last save, in the same MLflow run.
+
+Run: python -m stages.train --data data/tokenized --dataset-meta data/ingested/meta.json \
+       --out models/best --state models/resume --run-file models/run.json \
+       --metrics metrics/train.json --curve metrics/train_curve.csv
+Several processes: torchrun --nproc-per-node N -m stages.train ... (DDP; rank 0 logs and saves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+from bertpipe import distributed as dist
+from bertpipe.artifacts import atomic_dir, atomic_path, read_json, read_tokenized, write_json
+from bertpipe.batching import collate, length_grouped_batches, shard
+from bertpipe.config import TrainParams
+from bertpipe.inference import Classifier, predict_probs, save_checkpoint
+from bertpipe.logs import setup_logging
+from bertpipe.metrics import is_better, selection_value, summary_metrics
+from bertpipe.modeling import autocast, autocast_dtype, resolve_model
+from bertpipe.params import PARAMS_FILE, load_section
+from bertpipe.resume import ResumeState, fingerprint, load_state, mark_finished, save_state
+from bertpipe.tracking import log_classifier, run_tags, start_run
+
+log = logging.getLogger("train")
+EXAMPLE_TEXTS = ["A moving, beautifully acted film; I loved every minute.",
+                 "Dull plot, wooden acting, and far too long. Skip it."]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default=PARAMS_FILE)
+    p.add_argument("--data", required=True, help="tokenize output folder")
+    p.add_argument("--dataset-meta", required=True, help="ingest meta.json (label names, normalisation)")
+    p.add_argument("--out", required=True, help="best checkpoint folder")
+    p.add_argument("--state", required=True, help="resumable checkpoint folder (persistent)")
+    p.add_argument("--run-file", required=True, help="JSON file naming the MLflow run")
+    p.add_argument("--metrics", required=True, help="JSON file for the training summary")
+    p.add_argument("--curve", required=True, help="CSV file of loss and validation metric per step")
+    return p.parse_args(argv)
+
+
+def build_model(name: str, labels: list[str]):
+    return AutoModelForSequenceClassification.from_pretrained(
+        resolve_model(name), num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+
+
+def build_optimizer(model, p: TrainParams, device: torch.device, total_steps: int):
+    # No weight decay on biases and LayerNorm weights, as in the BERT recipe.
+    decay = [w for n, w in model.named_parameters() if w.ndim >= 2]
+    no_decay = [w for n, w in model.named_parameters() if w.ndim < 2]
+    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=p.learning_rate, fused=device.type == "cuda")
+    warmup = int(p.warmup_fraction * total_steps)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def validate(model, val, p: TrainParams, device, dtype, pad_id: int) -> dict[str, float]:
+    metrics = summary_metrics(val.labels, predict_probs(model, val, p.eval_batch_size, device, dtype, pad_id))
+    model.train()
+    return metrics
+
+
+def epoch_batches(train, p: TrainParams, epoch: int) -> list:
+    # A new seeded order each epoch; every rank computes the same order and takes its share.
+    order = length_grouped_batches(train.lengths, p.batch_size, p.group_batches, p.seed + epoch)
+    return shard(order, dist.rank(), dist.world_size())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    p = load_section(TrainParams, "train", args.params)
+    dist.init()
+    device = dist.device()
+    dtype = autocast_dtype(device, p.precision)
+    meta = read_json(f"{args.data}/meta.json")
+    labels = read_json(args.dataset_meta)["labels"]
+    train, val = read_tokenized(f"{args.data}/train.safetensors"), read_tokenized(f"{args.data}/val.safetensors")
+    pad_id = meta["pad_token_id"]
+
+    micro_per_epoch = len(epoch_batches(train, p, 0))
+    steps_per_epoch = max(1, micro_per_epoch // p.grad_accum_steps)
+    total_steps = math.ceil(p.epochs * steps_per_epoch)
+    key = fingerprint(asdict(p), [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")],
+                      dist.world_size())
+    state = load_state(args.state, key)
+
+    torch.manual_seed(p.seed)  # build the model after seeding so the seed controls the new head's init
+    model = build_model(meta["model"], labels).to(device)
+    optimizer, scheduler = build_optimizer(model, p, device, total_steps)
+    if state.step:
+        state.restore(model, optimizer, scheduler)
+        log.info("resuming at step %d of %d from %s", state.step, total_steps, args.state)
+    ddp_model = dist.wrap(model)
+    model.train()
+
+    run = start_run(p.mlflow_experiment, state.run_id) if dist.is_main() else None
+    if run and not state.step:
+        state.run_id = run.info.run_id
+        mlflow.log_params({**asdict(p), "model": meta["model"], "max_length": meta["max_length"],
+                           "truncation": meta["truncation"], "head_tokens": meta["head_tokens"],
+                           "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
+                           "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
+        mlflow.set_tags(run_tags(str(device)))
+    log.info("training %s on %s (%s), %d steps of %d x %d reviews", meta["model"], device,
+             dtype or torch.float32, total_steps, p.batch_size * dist.world_size(), p.grad_accum_steps)
+
+    bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step", disable=not dist.is_main())
+    window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "padded": 0, "t0": time.perf_counter()}
+    while state.step < total_steps and not state.stopped:
+        batches = epoch_batches(train, p, state.epoch)
+        usable = len(batches) - len(batches) % p.grad_accum_steps
+        for start in range(state.batch_pos, usable, p.grad_accum_steps):
+            for rows in batches[start : start + p.grad_accum_steps]:
+                batch = {k: v.to(device) for k, v in collate(train, rows, pad_id).items()}
+                with autocast(device, dtype):
+                    loss = ddp_model(**batch).loss / p.grad_accum_steps
+                loss.backward()
+                window["loss"] += loss.item()
+                window["samples"] += len(rows)
+                window["tokens"] += int(batch["attention_mask"].sum())
+                window["padded"] += batch["attention_mask"].numel()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step, state.batch_pos = state.step + 1, start + p.grad_accum_steps
+            window["n"] += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{window['loss'] / window['n']:.4f}")
+            if run:
+                mlflow.log_metrics({"train_loss": loss.item() * p.grad_accum_steps,
+                                    "learning_rate": scheduler.get_last_lr()[0]}, step=state.step)
+
+            last = state.step == total_steps
+            if state.step % p.eval_every_steps == 0 or last:
+                evaluate_and_keep_best(model, val, p, device, dtype, pad_id, state, window, args, meta, labels, run)
+            if state.step % p.save_every_steps == 0 or last or state.stopped:
+                if dist.is_main():
+                    save_state(args.state, model, optimizer, scheduler, state)
+                dist.barrier()
+            if last or state.stopped:
+                break
+        else:
+            state.epoch, state.batch_pos = state.epoch + 1, 0
+    bar.close()
+
+    if dist.is_main():
+        finish(args, state, run, total_steps)
+    dist.barrier()
+    dist.shutdown()
+
+
+def evaluate_and_keep_best(model, val, p, device, dtype, pad_id, state, window, args, meta, labels, run) -> None:
+    """Score validation, log it with throughput, save the checkpoint when it is the best so far."""
+    elapsed = time.perf_counter() - window["t0"]
+    metrics = validate(model, val, p, device, dtype, pad_id)
+    value = selection_value(p.metric, metrics)
+    throughput = {"samples_per_s": window["samples"] * dist.world_size() / elapsed,
+                  "tokens_per_s": window["tokens"] * dist.world_size() / elapsed,
+                  "real_token_share": window["tokens"] / max(window["padded"], 1)}
+    state.history.append({"step": state.step, "train_loss": window["loss"] / max(window["n"], 1),
+                          "val_metric": value})
+    if run:
+        mlflow.log_metrics({**{f"val_{k}": v for k, v in metrics.items()}, **throughput}, step=state.step)
+    if is_better(value, state.best_value):
+        state.best_value, state.best_step, state.best_metrics = value, state.step, metrics
+        state.bad_evals = 0
+        if dist.is_main():
+            with atomic_dir(Path(args.state) / "best") as tmp:
+                save_checkpoint(model, f"{args.data}/tokenizer", checkpoint_meta(meta, args), tmp)
+    else:
+        state.bad_evals += 1
+        state.stopped = 0 < p.early_stopping_patience <= state.bad_evals
+    log.info("step %d: val %s=%.4f (best %.4f at step %d)%s", state.step, p.metric, value,
+             state.best_value, state.best_step, ", stopping early" if state.stopped else "")
+    window.update(loss=0.0, n=0, samples=0, tokens=0, padded=0, t0=time.perf_counter())
+
+
+def checkpoint_meta(meta: dict, args) -> dict:
+    dataset = read_json(args.dataset_meta)
+    return {"base_model": meta["model"], "max_length": meta["max_length"], "truncation": meta["truncation"],
+            "head_tokens": meta["head_tokens"], "pad_token_id": meta["pad_token_id"],
+            "normalization": dataset["normalization"], "labels": dataset["labels"]}
+
+
+def finish(args, state: ResumeState, run, total_steps: int) -> None:
+    """Publish the best checkpoint, log it to MLflow once, and write the summaries."""
+    with atomic_dir(args.out) as tmp:
+        shutil.copytree(Path(args.state) / "best", tmp, dirs_exist_ok=True)
+    summary = {"best_step": state.best_step, "steps": state.step, "total_steps": total_steps,
+               "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()}}
+    write_json(summary, args.metrics)
+    with atomic_path(args.curve) as tmp:
+        pd.DataFrame(state.history).to_csv(tmp, index=False, float_format="%.6f")
+    if run:
+        mlflow.log_metrics({f"best_val_{k}": v for k, v in state.best_metrics.items()})
+        example_out = Classifier.load(args.out).predict_frame(EXAMPLE_TEXTS)
+        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out)
+        mlflow.end_run()
+    write_json({"run_id": state.run_id}, args.run_file)
+    mark_finished(args.state)
+    log.info("best val at step %d: %s", state.best_step, state.best_metrics)
+
+
+if __name__ == "__main__":
+    setup_logging()
+    main()
