@@ -1,0 +1,129 @@
+"""Each stage's main() on tiny fixtures in tmp_path, checking the files and numbers it writes."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from bertpipe.artifacts import read_tokenized, write_json, write_parquet
+from stages import evaluate, ingest, split, tokenize, train
+from tests.conftest import tiny_reviews, tiny_train_params, write_params
+
+
+def test_ingest_default_reads_real_imdb_reviews(tmp_path):
+    params = write_params(tmp_path / "params.yaml")
+    ingest.main(["--params", str(params), "--out", str(tmp_path / "ing"), "--metrics", str(tmp_path / "m.json")])
+    counts = json.loads((tmp_path / "m.json").read_text())
+    df = pd.read_parquet(tmp_path / "ing/reviews.parquet")
+    assert counts["rows_in"] == 25_000
+    assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
+    assert len(df) == counts["kept"] > 24_800 and list(df.columns) == ["id", "text", "label"]
+    assert not df["text"].str.contains("<br", regex=False).any()  # HTML breaks normalised
+    assert df["text"].is_unique
+    meta = json.loads((tmp_path / "ing/meta.json").read_text())
+    assert meta["labels"] == ["negative", "positive"]
+    assert set(df["label"]) == {0, 1}
+
+
+def make_ingested(folder, n=48):
+    write_parquet(tiny_reviews(n), folder / "reviews.parquet")
+    write_json({"labels": ["negative", "positive"], "normalization": {}}, folder / "meta.json")
+
+
+def test_split_is_stratified_seeded_disjoint_and_capped(tmp_path):
+    make_ingested(tmp_path / "ing", n=200)
+    params = write_params(tmp_path / "p.yaml", split={"max_train": 100, "max_val": None, "max_test": None})
+    args = ["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
+            "--metrics", str(tmp_path / "m.json")]
+    split.main(args)
+    parts = {n: pd.read_parquet(tmp_path / f"sp/{n}.parquet") for n in ("train", "val", "test")}
+    assert [len(parts[n]) for n in ("train", "val", "test")] == [100, 20, 40]
+    ids = [set(p["id"]) for p in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert parts["train"]["label"].mean() == 0.5 and parts["test"]["label"].mean() == 0.5
+    counts = json.loads((tmp_path / "m.json").read_text())
+    assert counts["train"] == {"rows": 100, "negative": 50, "positive": 50}
+    first = (tmp_path / "sp/train.parquet").read_bytes()
+    split.main(args)
+    assert (tmp_path / "sp/train.parquet").read_bytes() == first  # same inputs, same bytes
+
+
+def test_tokenize_writes_unpadded_ids_and_stats(tmp_path, tiny_bert):
+    make_ingested(tmp_path / "ing", n=60)
+    params = write_params(tmp_path / "p.yaml", **tiny_train_params(tiny_bert))
+    split.main(["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
+                "--metrics", str(tmp_path / "s.json")])
+    tokenize.main(["--params", str(params), "--data", str(tmp_path / "sp"), "--out", str(tmp_path / "tok"),
+                   "--metrics", str(tmp_path / "t.json")])
+    train_tokens = read_tokenized(tmp_path / "tok/train.safetensors")
+    texts = pd.read_parquet(tmp_path / "sp/train.parquet")
+    assert len(train_tokens) == len(texts)
+    assert (train_tokens.labels == texts["label"].to_numpy()).all()
+    assert train_tokens.lengths.max() <= 64 and train_tokens.lengths.min() < 20  # unpadded
+    assert train_tokens.row(0)[0] == 101 and train_tokens.row(0)[-1] == 102
+    meta = json.loads((tmp_path / "tok/meta.json").read_text())
+    assert meta["model"] == str(tiny_bert) and meta["truncation"] == "head_tail"
+    stats = json.loads((tmp_path / "t.json").read_text())
+    assert stats["train"]["rows"] == len(texts) and 0 < stats["train"]["mean_tokens"] < 40
+
+
+@pytest.fixture
+def tokenized(tmp_path, tiny_bert):
+    make_ingested(tmp_path / "ing", n=96)
+    params = write_params(tmp_path / "p.yaml", **tiny_train_params(tiny_bert))
+    split.main(["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
+                "--metrics", str(tmp_path / "s.json")])
+    tokenize.main(["--params", str(params), "--data", str(tmp_path / "sp"), "--out", str(tmp_path / "tok"),
+                   "--metrics", str(tmp_path / "t.json")])
+    return params
+
+
+def train_args(tmp_path, params) -> list[str]:
+    return ["--params", str(params), "--data", str(tmp_path / "tok"), "--dataset-meta", str(tmp_path / "ing/meta.json"),
+            "--out", str(tmp_path / "best"), "--state", str(tmp_path / "resume"), "--run-file", str(tmp_path / "run.json"),
+            "--metrics", str(tmp_path / "train.json"), "--curve", str(tmp_path / "curve.csv")]
+
+
+def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri):
+    train.main(train_args(tmp_path, tokenized))
+    summary = json.loads((tmp_path / "train.json").read_text())
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert summary["steps"] == summary["total_steps"] == 16  # 64 rows / 8 per batch, 2 epochs
+    assert curve["step"].tolist() == [3, 6, 9, 12, 15, 16]
+    assert summary["best_val_accuracy"] == curve["val_metric"].max()
+    config = json.loads((tmp_path / "best/config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert (tmp_path / "best/model.safetensors").exists() and (tmp_path / "best/tokenizer.json").exists()
+
+    evaluate.main(["--params", str(tokenized), "--model", str(tmp_path / "best"), "--tokens", str(tmp_path / "tok"),
+                   "--split", str(tmp_path / "sp"), "--run-file", str(tmp_path / "run.json"),
+                   "--curve", str(tmp_path / "curve.csv"), "--metrics", str(tmp_path / "test.json"),
+                   "--plots", str(tmp_path / "plots")])
+    report = json.loads((tmp_path / "test.json").read_text())
+    assert report["rows"] == 20 and 0 <= report["accuracy"] <= 1 and 0 <= report["ece"] <= 1
+    assert set(report["per_class"]) == {"negative", "positive"}
+    assert sum(b["rows"] for b in report["by_length"].values()) == 20
+    confusion = pd.read_csv(tmp_path / "plots/confusion.csv")
+    assert len(confusion) == 20
+    for png in ("confusion", "roc", "precision_recall", "calibration", "training"):
+        assert (tmp_path / f"plots/{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Read the run back from the tracking store: params, step metrics, test metrics, the model.
+    run_id = json.loads((tmp_path / "run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(mlflow_uri)
+    run = client.get_run(run_id)
+    assert run.data.params["learning_rate"] == "0.001" and run.data.params["model"] == str(tiny_bert)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(report["accuracy"])
+    assert len(client.get_metric_history(run_id, "train_loss")) == 16
+    assert len(client.get_metric_history(run_id, "val_accuracy")) == 6
+    assert run.data.tags["git_commit"] and run.data.tags["device"] == "cpu"
+    artifacts = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert "plots/confusion.png" in artifacts
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    out = model.predict(pd.DataFrame({"text": ["a wonderful film", "a dull film"]}))
+    assert list(out.columns) == ["label", "prob_negative", "prob_positive"]
+    assert np.allclose(out[["prob_negative", "prob_positive"]].sum(axis=1), 1.0)
