@@ -71,6 +71,7 @@ class TokenizeParams:
 @dataclass(frozen=True)
 class TrainParams:
     mlflow_experiment: str = "imdb-sentiment"
+    registered_model: str = "imdb-sentiment-classifier"  # MLflow Model Registry name
     seed: int = 42
     epochs: float = 1.0
     batch_size: int = 16
@@ -101,8 +102,9 @@ class TrainParams:
         check_range("early_stopping_patience", self.early_stopping_patience, 0)
         check_range("save_every_steps", self.save_every_steps, 1)
         check_range("eval_batch_size", self.eval_batch_size, 1)
-        if not self.mlflow_experiment.strip():
-            raise InvalidValue("mlflow_experiment", self.mlflow_experiment, "must not be empty")
+        for name in ("mlflow_experiment", "registered_model"):
+            if not getattr(self, name).strip():
+                raise InvalidValue(name, getattr(self, name), "must not be empty")
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def train_args(tmp_path, params) -> list[str]:
             "--metrics", str(tmp_path / "train.json"), "--curve", str(tmp_path / "curve.csv")]
 
 
-def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri):
+def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, tiny_bert):
     train.main(train_args(tmp_path, tokenized))
     summary = json.loads((tmp_path / "train.json").read_text())
     curve = pd.read_csv(tmp_path / "curve.csv")
