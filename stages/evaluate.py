@@ -36,7 +36,7 @@ from bertpipe.logs import setup_logging
 from bertpipe.metrics import calibration, per_class_metrics, summary_metrics
 from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.tracking import start_run
+from bertpipe.tracking import log_dataset, start_run
 
 log = logging.getLogger("evaluate")
 LENGTH_BUCKETS = (0, 100, 200, 400, 10**9)  # review length in words
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with start_run(run_id=read_json(args.run_file)["run_id"]):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        log_dataset(f"{args.tokens}/test.safetensors", "test", "testing", tokens.labels, tokens.lengths)
         for png in pngs:
             mlflow.log_artifact(str(Path(args.plots) / png.name), artifact_path="plots")
         mlflow.log_artifact(str(Path(args.plots) / "errors.csv"), artifact_path="plots")

@@ -1,9 +1,12 @@
 """Split: stratified, seeded train / validation / test tables, with optional per-split caps.
 
-In:  <data>/reviews.parquet (id, text, label) from ingest; params `split`.
-Out: <out>/train.parquet, <out>/val.parquet, <out>/test.parquet (same columns);
-     <metrics> (rows per split and class).
-Ingest keeps each normalised text once, so no text can land in two splits.
+In:  <data>/reviews.parquet (id, text, label, source_split) and <data>/meta.json from ingest;
+     params `split`.
+Out: <out>/train.parquet, <out>/val.parquet, <out>/test.parquet (id, text, label);
+     <metrics> (rows per split and class, and where the test split came from).
+When the source has its own test split (aclImdb, Hugging Face), `split.keep_source_test`
+chooses whether it is the test split. Ingest keeps each normalised text once; this stage
+checks that, so no text can land in two splits.
 
 Run: python -m stages.split --data data/ingested --out data/split --metrics metrics/split.json
 """
@@ -12,17 +15,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from bertpipe.artifacts import read_json, read_parquet, write_json, write_parquet
+from bertpipe.artifacts import atomic_dir, read_json, read_parquet, write_json, write_parquet
 from bertpipe.config import SplitParams
 from bertpipe.logs import setup_logging
 from bertpipe.params import PARAMS_FILE, load_section
 
 log = logging.getLogger("split")
 SPLITS = ("train", "val", "test")
+OUT_COLUMNS = ["id", "text", "label"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,21 +40,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def stratified_cap(df: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
-    """At most cap rows of df, drawn so each class keeps its share."""
+def check_input(df: pd.DataFrame, names: list[str], path: str) -> None:
+    repeated = int(df["text"].duplicated().sum())
+    if repeated:
+        raise ValueError(f"{path}: {repeated} texts occur more than once, so they could land in two splits; "
+                         "ingest keeps each normalised text once: rerun ingest (dvc repro ingest) rather "
+                         "than editing its output")
+    counts = df["label"].value_counts().sort_index()
+    if counts.min() < 3:
+        raise ValueError(f"{path}: class {names[counts.idxmin()]!r} has only {counts.min()} rows; a stratified "
+                         "split needs at least 3 per class: add rows, or leave the class out of "
+                         "ingest.label_names")
+
+
+def stratified(df: pd.DataFrame, fraction: float, seed: int, what: str,
+               names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, part): part holds `fraction` of the rows of each class, drawn at random."""
+    counts = df["label"].value_counts().sort_index()
+    if counts.min() < 2:
+        raise ValueError(f"{what}: class {names[counts.idxmin()]!r} has {counts.min()} row; a stratified split "
+                         "needs at least 2 per class: add rows, or leave the class out of ingest.label_names")
+    n_part = math.ceil(fraction * len(df))
+    if min(n_part, len(df) - n_part) < len(counts):
+        raise ValueError(f"{what}: a share of {fraction:g} of {len(df)} rows cannot give both parts all "
+                         f"{len(counts)} classes; add rows or change split.val_fraction / split.test_fraction")
+    rest, part = train_test_split(df, test_size=fraction, stratify=df["label"], random_state=seed)
+    return rest, part
+
+
+def capped(df: pd.DataFrame, cap: int | None, seed: int, name: str) -> pd.DataFrame:
+    """At most cap rows of df, each class keeping its share (largest remainders get the odd rows)."""
     if cap is None or cap >= len(df):
         return df
-    kept, _ = train_test_split(df, train_size=cap, stratify=df["label"], random_state=seed)
-    return kept
+    counts = df["label"].value_counts().sort_index()
+    if cap < len(counts):
+        raise ValueError(f"split.max_{name}={cap}: fewer rows than the {len(counts)} classes; set it to at "
+                         f"least {len(counts)}, or null for no cap")
+    exact = counts * cap / len(df)
+    quota = exact.astype(int)
+    quota[(exact - quota).sort_values(ascending=False, kind="stable").index[: cap - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(df.index[df["label"] == label].to_numpy(), n, replace=False)
+              for label, n in quota.items()]
+    return df[df.index.isin(np.concatenate(picked))]  # in df's (shuffled) order
 
 
-def split_table(df: pd.DataFrame, p: SplitParams) -> dict[str, pd.DataFrame]:
-    rest, test = train_test_split(df, test_size=p.test_fraction, stratify=df["label"], random_state=p.seed)
-    val_share = p.val_fraction / (1 - p.test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=rest["label"], random_state=p.seed)
+def split_table(df: pd.DataFrame, p: SplitParams, names: list[str]) -> tuple[dict[str, pd.DataFrame], bool]:
+    """The three splits, and whether test is the source's own test split."""
+    source_test = df["source_split"] == "test"
+    use_source_test = p.keep_source_test and bool(source_test.any())
+    if use_source_test:
+        pool, test = df[~source_test], df[source_test]
+        train, val = stratified(pool, p.val_fraction, p.seed, "the source's train rows", names)
+    else:
+        rest, test = stratified(df, p.test_fraction, p.seed, "the ingested rows", names)
+        val_share = p.val_fraction / (1 - p.test_fraction)
+        train, val = stratified(rest, val_share, p.seed, "the rows left for train and val", names)
     caps = {"train": p.max_train, "val": p.max_val, "test": p.max_test}
     parts = {"train": train, "val": val, "test": test}
-    return {name: stratified_cap(parts[name], caps[name], p.seed).reset_index(drop=True) for name in SPLITS}
+    parts = {name: capped(parts[name], caps[name], p.seed, name) for name in SPLITS}
+    return {name: part[OUT_COLUMNS].reset_index(drop=True) for name, part in parts.items()}, use_source_test
+
+
+def shared_texts(parts: dict[str, pd.DataFrame]) -> int:
+    seen: set[str] = set()
+    shared = 0
+    for part in parts.values():
+        texts = set(part["text"])
+        shared += len(texts & seen)
+        seen |= texts
+    return shared
 
 
 def class_counts(parts: dict[str, pd.DataFrame], names: list[str]) -> dict:
@@ -62,17 +123,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_section(SplitParams, "split", args.params)
     df = read_parquet(f"{args.data}/reviews.parquet")
+    if "source_split" not in df:  # a source without splits of its own
+        df["source_split"] = "train"
     names = read_json(f"{args.data}/meta.json")["labels"]
-    too_small = df["label"].value_counts()
-    if too_small.min() < 3:
-        raise ValueError(f"{args.data}/reviews.parquet: class {names[too_small.idxmin()]!r} has only "
-                         f"{too_small.min()} rows; a stratified split needs at least 3 per class")
-    parts = split_table(df, params)
-    for name, part in parts.items():
-        write_parquet(part, f"{args.out}/{name}.parquet")
+    check_input(df, names, f"{args.data}/reviews.parquet")
+
+    parts, from_source = split_table(df, params, names)
+    if shared_texts(parts):  # cannot happen after check_input; a guard for later changes
+        raise RuntimeError("a text landed in two splits; this is a bug in stages/split.py")
+    with atomic_dir(args.out) as out:
+        for name, part in parts.items():
+            write_parquet(part, out / f"{name}.parquet")
     counts = class_counts(parts, names)
-    write_json(counts, args.metrics)
-    log.info("split %d rows: %s", len(df), {k: v["rows"] for k, v in counts.items()})
+    write_json({**counts, "test_is_source_test_split": from_source}, args.metrics)
+    log.info("split %d rows: %s (test %s)", len(df), {k: v["rows"] for k, v in counts.items()},
+             "is the source's own test split" if from_source else "drawn at random")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ In:  <data>/{train,val,test}.parquet from split; params `tokenize`.
 Out: <out>/{train,val,test}.safetensors (input_ids int32 flat, offsets int64, labels int64),
      <out>/tokenizer/ (the tokenizer, saved for the checkpoint), <out>/meta.json (model name
      and truncation settings, read by train), <metrics> (length statistics per split).
+Each chunk of `tokenize.chunk_rows` texts is one call to the Rust tokenizer, which encodes it
+on all cores; truncation keeps the head, the tail, or both (`tokenize.truncation`). Ids are
+written as they come, so memory holds one chunk, not the split.
 
 Run: python -m stages.tokenize --data data/split --out data/tokenized --metrics metrics/tokenize.json
 """
@@ -12,18 +15,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from bertpipe.artifacts import TokenizedSplit, atomic_dir, write_json, write_tokenized
+from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import TokenizeParams
 from bertpipe.logs import setup_logging
 from bertpipe.modeling import resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.tokens import SpecialLayout, encode, length_stats
+from bertpipe.tokens import Encoder, TokenFileWriter, length_stats
 
 log = logging.getLogger("tokenize")
 SPLITS = ("train", "val", "test")
@@ -49,36 +53,34 @@ def load_tokenizer(params: TokenizeParams):
     return tokenizer
 
 
-def tokenize_file(path: str, tokenizer, layout: SpecialLayout, p: TokenizeParams) -> tuple[TokenizedSplit, np.ndarray]:
-    """Tokenize one parquet file chunk by chunk, so only one chunk of text is in memory."""
+def tokenize_file(path: str, encoder: Encoder, out: Path, chunk_rows: int) -> np.ndarray:
+    """Tokenize one parquet file chunk by chunk into out; only one chunk of text and ids is in
+    memory at a time. Returns the content length of each row before truncation."""
     file = pq.ParquetFile(path)
-    rows, lengths, labels = [], [], []
+    writer = TokenFileWriter(out)
+    lengths = []
     with tqdm(total=file.metadata.num_rows, desc=f"tokenize {path}", unit="rows", mininterval=2) as bar:
-        for batch in file.iter_batches(batch_size=p.chunk_rows, columns=["text", "label"]):
-            ids, content_lengths = encode(tokenizer, batch.column("text").to_pylist(), layout,
-                                          p.max_length, p.truncation, p.head_tokens)
-            rows.extend(ids)
-            lengths.append(content_lengths)
-            labels.append(batch.column("label").to_numpy().astype(np.int64))
-            bar.update(len(ids))
-    all_labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
-    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-    return TokenizedSplit.from_rows(rows, all_labels), all_lengths
+        for batch in file.iter_batches(batch_size=chunk_rows, columns=["text", "label"]):
+            chunk = encoder.encode(batch.column("text").to_pylist())
+            writer.add(chunk, batch.column("label").to_numpy())
+            lengths.append(chunk.content_lengths)
+            bar.update(len(chunk.lengths))
+    writer.close()
+    return np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_section(TokenizeParams, "tokenize", args.params)
     tokenizer = load_tokenizer(params)
-    layout = SpecialLayout.probe(tokenizer)
-    budget = params.max_length - len(layout.prefix) - len(layout.suffix)
+    encoder = Encoder(tokenizer, params.max_length, params.truncation, params.head_tokens)
 
     stats = {}
     with atomic_dir(args.out) as out:
         for name in SPLITS:
-            split, lengths = tokenize_file(f"{args.data}/{name}.parquet", tokenizer, layout, params)
-            write_tokenized(split, out / f"{name}.safetensors")
-            stats[name] = length_stats(lengths, budget)
+            lengths = tokenize_file(f"{args.data}/{name}.parquet", encoder, out / f"{name}.safetensors",
+                                    params.chunk_rows)
+            stats[name] = length_stats(lengths, encoder.budget)
         tokenizer.save_pretrained(out / "tokenizer")
         write_json({"model": params.model, "max_length": params.max_length, "truncation": params.truncation,
                     "head_tokens": params.head_tokens, "pad_token_id": tokenizer.pad_token_id}, out / "meta.json")

@@ -39,7 +39,7 @@ from bertpipe.metrics import is_better, selection_value, summary_metrics
 from bertpipe.modeling import autocast, autocast_dtype, resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.resume import ResumeState, fingerprint, load_state, mark_finished, save_state
-from bertpipe.tracking import log_classifier, run_tags, start_run
+from bertpipe.tracking import log_classifier, log_dataset, run_tags, start_run
 
 log = logging.getLogger("train")
 EXAMPLE_TEXTS = ["A moving, beautifully acted film; I loved every minute.",
@@ -59,32 +59,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_model(name: str, labels: list[str]):
+def build_model(name: str, labels: list[str], device: torch.device):
+    # Eager attention measured 5-15% faster than SDPA for this loop on a 2-core CPU (bf16).
+    attention = "sdpa" if device.type == "cuda" else "eager"
     return AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(name), num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        resolve_model(name), num_labels=len(labels), attn_implementation=attention,
+        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}).to(device)
 
 
 def build_optimizer(model, p: TrainParams, device: torch.device, total_steps: int):
     # No weight decay on biases and LayerNorm weights, as in the BERT recipe.
-    decay = [w for n, w in model.named_parameters() if w.ndim >= 2]
-    no_decay = [w for n, w in model.named_parameters() if w.ndim < 2]
+    decay = [w for w in model.parameters() if w.ndim >= 2]
+    no_decay = [w for w in model.parameters() if w.ndim < 2]
     groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=p.learning_rate, fused=device.type == "cuda")
     warmup = int(p.warmup_fraction * total_steps)
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
-def validate(model, val, p: TrainParams, device, dtype, pad_id: int) -> dict[str, float]:
-    metrics = summary_metrics(val.labels, predict_probs(model, val, p.eval_batch_size, device, dtype, pad_id))
-    model.train()
-    return metrics
-
-
 def epoch_batches(train, p: TrainParams, epoch: int) -> list:
     # A new seeded order each epoch; every rank computes the same order and takes its share.
     order = length_grouped_batches(train.lengths, p.batch_size, p.group_batches, p.seed + epoch)
     return shard(order, dist.rank(), dist.world_size())
+
+
+class Meter:
+    """Loss and throughput since the last evaluation, and in total (evaluations excluded)."""
+
+    def __init__(self) -> None:
+        self.total_samples, self.total_seconds = 0, 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss, self.steps, self.samples, self.tokens, self.padded = 0.0, 0, 0, 0, 0
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: float, mask: torch.Tensor) -> None:
+        self.loss += loss
+        self.samples += mask.shape[0]
+        self.tokens += int(mask.sum())
+        self.padded += mask.numel()
+
+    def rates(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        world = dist.world_size()
+        return {"samples_per_s": self.samples * world / elapsed, "tokens_per_s": self.tokens * world / elapsed,
+                "real_token_share": self.tokens / max(self.padded, 1)}
+
+    def close_window(self) -> dict[str, float]:
+        rates = self.rates()
+        self.total_samples += self.samples * dist.world_size()
+        self.total_seconds += time.perf_counter() - self.t0
+        return rates
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,66 +122,60 @@ def main(argv: list[str] | None = None) -> None:
     meta = read_json(f"{args.data}/meta.json")
     labels = read_json(args.dataset_meta)["labels"]
     train, val = read_tokenized(f"{args.data}/train.safetensors"), read_tokenized(f"{args.data}/val.safetensors")
-    pad_id = meta["pad_token_id"]
 
-    micro_per_epoch = len(epoch_batches(train, p, 0))
-    steps_per_epoch = max(1, micro_per_epoch // p.grad_accum_steps)
+    steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
     total_steps = math.ceil(p.epochs * steps_per_epoch)
-    key = fingerprint(asdict(p), [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")],
-                      dist.world_size())
-    state = load_state(args.state, key)
+    inputs = [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")]
+    state = load_state(args.state, fingerprint(asdict(p), inputs, dist.world_size()))
+
+    run = start_run(p.mlflow_experiment, state.run_id) if dist.is_main() else None  # fails fast if unreachable
 
     torch.manual_seed(p.seed)  # build the model after seeding so the seed controls the new head's init
-    model = build_model(meta["model"], labels).to(device)
+    model = build_model(meta["model"], labels, device)
     optimizer, scheduler = build_optimizer(model, p, device, total_steps)
     if state.step:
         state.restore(model, optimizer, scheduler)
         log.info("resuming at step %d of %d from %s", state.step, total_steps, args.state)
+    elif run:
+        state.run_id = run.info.run_id
+        log_run_inputs(args, p, meta, train, val, total_steps, device, dtype)
+    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews", meta["model"], device,
+             dtype or torch.float32, total_steps, p.batch_size, dist.world_size(), p.grad_accum_steps)
+
     ddp_model = dist.wrap(model)
     model.train()
-
-    run = start_run(p.mlflow_experiment, state.run_id) if dist.is_main() else None
-    if run and not state.step:
-        state.run_id = run.info.run_id
-        mlflow.log_params({**asdict(p), "model": meta["model"], "max_length": meta["max_length"],
-                           "truncation": meta["truncation"], "head_tokens": meta["head_tokens"],
-                           "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
-                           "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
-        mlflow.set_tags(run_tags(str(device)))
-    log.info("training %s on %s (%s), %d steps of %d x %d reviews", meta["model"], device,
-             dtype or torch.float32, total_steps, p.batch_size * dist.world_size(), p.grad_accum_steps)
-
+    meter = Meter()
+    meter.loss, meter.steps = state.window_loss, state.window_steps
     bar = tqdm(total=total_steps, initial=state.step, desc="train", unit="step", disable=not dist.is_main())
-    window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "padded": 0, "t0": time.perf_counter()}
     while state.step < total_steps and not state.stopped:
         batches = epoch_batches(train, p, state.epoch)
         usable = len(batches) - len(batches) % p.grad_accum_steps
         for start in range(state.batch_pos, usable, p.grad_accum_steps):
+            step_loss = 0.0
             for rows in batches[start : start + p.grad_accum_steps]:
-                batch = {k: v.to(device) for k, v in collate(train, rows, pad_id).items()}
+                batch = {k: v.to(device) for k, v in collate(train, rows, meta["pad_token_id"]).items()}
                 with autocast(device, dtype):
                     loss = ddp_model(**batch).loss / p.grad_accum_steps
                 loss.backward()
-                window["loss"] += loss.item()
-                window["samples"] += len(rows)
-                window["tokens"] += int(batch["attention_mask"].sum())
-                window["padded"] += batch["attention_mask"].numel()
+                step_loss += loss.item()
+                meter.add(loss.item(), batch["attention_mask"])
             torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step, state.batch_pos = state.step + 1, start + p.grad_accum_steps
-            window["n"] += 1
+            meter.steps += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{window['loss'] / window['n']:.4f}")
+            bar.set_postfix(loss=f"{meter.loss / meter.steps:.4f}", samples_s=f"{meter.rates()['samples_per_s']:.1f}")
             if run:
-                mlflow.log_metrics({"train_loss": loss.item() * p.grad_accum_steps,
-                                    "learning_rate": scheduler.get_last_lr()[0]}, step=state.step)
+                mlflow.log_metrics({"train_loss": step_loss, "learning_rate": scheduler.get_last_lr()[0]},
+                                   step=state.step)
 
             last = state.step == total_steps
             if state.step % p.eval_every_steps == 0 or last:
-                evaluate_and_keep_best(model, val, p, device, dtype, pad_id, state, window, args, meta, labels, run)
+                evaluate_and_keep_best(model, val, p, device, dtype, meta, state, meter, args, run)
             if state.step % p.save_every_steps == 0 or last or state.stopped:
+                state.window_loss, state.window_steps = meter.loss, meter.steps
                 if dist.is_main():
                     save_state(args.state, model, optimizer, scheduler, state)
                 dist.barrier()
@@ -166,23 +186,32 @@ def main(argv: list[str] | None = None) -> None:
     bar.close()
 
     if dist.is_main():
-        finish(args, state, run, total_steps)
+        finish(args, state, run, total_steps, meter, p.registered_model)
     dist.barrier()
     dist.shutdown()
 
 
-def evaluate_and_keep_best(model, val, p, device, dtype, pad_id, state, window, args, meta, labels, run) -> None:
+def log_run_inputs(args, p: TrainParams, meta: dict, train, val, total_steps: int, device, dtype) -> None:
+    mlflow.log_params({**asdict(p), "model": meta["model"], "max_length": meta["max_length"],
+                       "truncation": meta["truncation"], "head_tokens": meta["head_tokens"],
+                       "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
+                       "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
+    mlflow.set_tags(run_tags(str(device)))
+    log_dataset(f"{args.data}/train.safetensors", "train", "training", train.labels, train.lengths)
+    log_dataset(f"{args.data}/val.safetensors", "val", "validation", val.labels, val.lengths)
+
+
+def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: dict, state: ResumeState,
+                           meter: Meter, args, run) -> None:
     """Score validation, log it with throughput, save the checkpoint when it is the best so far."""
-    elapsed = time.perf_counter() - window["t0"]
-    metrics = validate(model, val, p, device, dtype, pad_id)
+    rates = meter.close_window()
+    metrics = summary_metrics(val.labels, predict_probs(model, val, p.eval_batch_size, device, dtype,
+                                                        meta["pad_token_id"]))
+    model.train()
     value = selection_value(p.metric, metrics)
-    throughput = {"samples_per_s": window["samples"] * dist.world_size() / elapsed,
-                  "tokens_per_s": window["tokens"] * dist.world_size() / elapsed,
-                  "real_token_share": window["tokens"] / max(window["padded"], 1)}
-    state.history.append({"step": state.step, "train_loss": window["loss"] / max(window["n"], 1),
-                          "val_metric": value})
+    state.history.append({"step": state.step, "train_loss": meter.loss / max(meter.steps, 1), "val_metric": value})
     if run:
-        mlflow.log_metrics({**{f"val_{k}": v for k, v in metrics.items()}, **throughput}, step=state.step)
+        mlflow.log_metrics({**{f"val_{k}": v for k, v in metrics.items()}, **rates}, step=state.step)
     if is_better(value, state.best_value):
         state.best_value, state.best_step, state.best_metrics = value, state.step, metrics
         state.bad_evals = 0
@@ -192,9 +221,9 @@ def evaluate_and_keep_best(model, val, p, device, dtype, pad_id, state, window, 
     else:
         state.bad_evals += 1
         state.stopped = 0 < p.early_stopping_patience <= state.bad_evals
-    log.info("step %d: val %s=%.4f (best %.4f at step %d)%s", state.step, p.metric, value,
-             state.best_value, state.best_step, ", stopping early" if state.stopped else "")
-    window.update(loss=0.0, n=0, samples=0, tokens=0, padded=0, t0=time.perf_counter())
+    log.info("step %d: val %s=%.4f (best %.4f at step %d), %.1f samples/s%s", state.step, p.metric, value,
+             state.best_value, state.best_step, rates["samples_per_s"], ", stopping early" if state.stopped else "")
+    meter.reset()
 
 
 def checkpoint_meta(meta: dict, args) -> dict:
@@ -204,19 +233,21 @@ def checkpoint_meta(meta: dict, args) -> dict:
             "normalization": dataset["normalization"], "labels": dataset["labels"]}
 
 
-def finish(args, state: ResumeState, run, total_steps: int) -> None:
+def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, registered_model: str) -> None:
     """Publish the best checkpoint, log it to MLflow once, and write the summaries."""
     with atomic_dir(args.out) as tmp:
         shutil.copytree(Path(args.state) / "best", tmp, dirs_exist_ok=True)
     summary = {"best_step": state.best_step, "steps": state.step, "total_steps": total_steps,
                "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()}}
+    if meter.total_seconds:  # this process's share of the loop (a resumed run counts only its own)
+        summary["train_samples_per_s"] = meter.total_samples / meter.total_seconds
     write_json(summary, args.metrics)
     with atomic_path(args.curve) as tmp:
         pd.DataFrame(state.history).to_csv(tmp, index=False, float_format="%.6f")
     if run:
         mlflow.log_metrics({f"best_val_{k}": v for k, v in state.best_metrics.items()})
         example_out = Classifier.load(args.out).predict_frame(EXAMPLE_TEXTS)
-        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out)
+        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out, registered_model)
         mlflow.end_run()
     write_json({"run_id": state.run_id}, args.run_file)
     mark_finished(args.state)

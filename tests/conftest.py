@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from bertpipe.artifacts import write_json, write_parquet
+
 from bertpipe.embedded import embedded_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +81,31 @@ def copy_project(dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / name)
     return dest
+
+
+def make_ingested(folder: Path, n: int = 48) -> None:
+    """What ingest would write for tiny_reviews(n)."""
+    write_parquet(tiny_reviews(n), folder / "reviews.parquet")
+    write_json({"labels": ["negative", "positive"], "normalization": {}}, folder / "meta.json")
+
+
+@pytest.fixture
+def tokenized(tmp_path, tiny_bert) -> Path:
+    """Ingested, split and tokenized tiny data in tmp_path; returns the params file."""
+    from stages import split, tokenize
+
+    make_ingested(tmp_path / "ing", n=96)
+    params = write_params(tmp_path / "p.yaml", **tiny_train_params(tiny_bert))
+    split.main(["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
+                "--metrics", str(tmp_path / "s.json")])
+    tokenize.main(["--params", str(params), "--data", str(tmp_path / "sp"), "--out", str(tmp_path / "tok"),
+                   "--metrics", str(tmp_path / "t.json")])
+    return params
+
+
+def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
+    """Arguments of the train stage on the `tokenized` fixture; outputs named with the tag."""
+    out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "curve.csv")}
+    return ["--params", str(params), "--data", str(tmp_path / "tok"), "--dataset-meta", str(tmp_path / "ing/meta.json"),
+            "--out", out["best"], "--state", out["resume"], "--run-file", out["run.json"],
+            "--metrics", out["train.json"], "--curve", out["curve.csv"]]

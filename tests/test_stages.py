@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bertpipe.artifacts import read_tokenized, write_json, write_parquet
+from bertpipe.artifacts import read_tokenized
 from stages import evaluate, ingest, split, tokenize, train
-from tests.conftest import tiny_reviews, tiny_train_params, write_params
+from tests.conftest import make_ingested, tiny_train_params, train_args, write_params
 
 
 def test_ingest_default_reads_real_imdb_reviews(tmp_path):
@@ -21,17 +21,12 @@ def test_ingest_default_reads_real_imdb_reviews(tmp_path):
     df = pd.read_parquet(tmp_path / "ing/reviews.parquet")
     assert counts["rows_in"] == 25_000
     assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
-    assert len(df) == counts["kept"] > 24_800 and list(df.columns) == ["id", "text", "label"]
+    assert len(df) == counts["kept"] > 24_800 and list(df.columns) == ["id", "text", "label", "source_split"]
     assert not df["text"].str.contains("<br", regex=False).any()  # HTML breaks normalised
     assert df["text"].is_unique
     meta = json.loads((tmp_path / "ing/meta.json").read_text())
     assert meta["labels"] == ["negative", "positive"]
     assert set(df["label"]) == {0, 1}
-
-
-def make_ingested(folder, n=48):
-    write_parquet(tiny_reviews(n), folder / "reviews.parquet")
-    write_json({"labels": ["negative", "positive"], "normalization": {}}, folder / "meta.json")
 
 
 def test_split_is_stratified_seeded_disjoint_and_capped(tmp_path):
@@ -69,23 +64,6 @@ def test_tokenize_writes_unpadded_ids_and_stats(tmp_path, tiny_bert):
     assert meta["model"] == str(tiny_bert) and meta["truncation"] == "head_tail"
     stats = json.loads((tmp_path / "t.json").read_text())
     assert stats["train"]["rows"] == len(texts) and 0 < stats["train"]["mean_tokens"] < 40
-
-
-@pytest.fixture
-def tokenized(tmp_path, tiny_bert):
-    make_ingested(tmp_path / "ing", n=96)
-    params = write_params(tmp_path / "p.yaml", **tiny_train_params(tiny_bert))
-    split.main(["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
-                "--metrics", str(tmp_path / "s.json")])
-    tokenize.main(["--params", str(params), "--data", str(tmp_path / "sp"), "--out", str(tmp_path / "tok"),
-                   "--metrics", str(tmp_path / "t.json")])
-    return params
-
-
-def train_args(tmp_path, params) -> list[str]:
-    return ["--params", str(params), "--data", str(tmp_path / "tok"), "--dataset-meta", str(tmp_path / "ing/meta.json"),
-            "--out", str(tmp_path / "best"), "--state", str(tmp_path / "resume"), "--run-file", str(tmp_path / "run.json"),
-            "--metrics", str(tmp_path / "train.json"), "--curve", str(tmp_path / "curve.csv")]
 
 
 def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, tiny_bert):

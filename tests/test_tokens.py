@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from bertpipe.artifacts import TokenizedSplit, read_tokenized, write_tokenized
 from bertpipe.embedded import embedded_model_dir
-from bertpipe.tokens import SpecialLayout, encode, length_stats, truncate
+from bertpipe.sources import movie_reviews
+from bertpipe.tokens import AsciiPath, Encoder, SpecialLayout, TokenFileWriter, encode, length_stats, truncate
 
 
 def test_truncate_strategies():
@@ -38,3 +40,64 @@ def test_encode_keeps_head_and_tail_within_max_length(tokenizer):
 def test_length_stats():
     stats = length_stats(np.array([10, 20, 30, 40]), budget=25)
     assert stats["rows"] == 4 and stats["mean_tokens"] == 25 and stats["share_truncated"] == 0.5
+
+
+EDGE_TEXTS = ["Café naïve RÉSUMÉ", "a\x0bb c\x00d", "tab\there\nnew\rline", "hello [CLS] and [cls] [SEP]",
+              "中文字符 mixed", "emoji 😀 ok", "x\x7fy", "[MASK]ed", "A [Pad] b", "", "   ", "UPPER lower 123,456"]
+
+
+def test_ascii_fast_path_gives_the_tokenizers_own_ids(tokenizer):
+    texts = movie_reviews("imdb")["text"].head(1500).tolist() + EDGE_TEXTS
+    fast = Encoder(tokenizer, 512, "head", 0)
+    assert fast.ascii is not None  # the embedded MiniLM is an uncased BERT: the fast path is on
+    plain = Encoder(tokenizer, 512, "head", 0, fast_ascii=False)
+    reference = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert fast.content_ids(texts) == reference
+    assert plain.content_ids(texts) == reference
+
+
+def test_fast_path_is_off_for_other_normalizers():
+    from tokenizers import Tokenizer, models, normalizers
+
+    backend = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.Lowercase()
+    assert AsciiPath.for_backend(backend) is None
+
+
+@pytest.mark.parametrize("strategy,first,last", [("head", "start", "middle"), ("tail", "middle", "end"),
+                                                 ("head_tail", "start", "end")])
+def test_encoder_strategies(tokenizer, strategy, first, last):
+    chunk = Encoder(tokenizer, 16, strategy, 3).encode(["start " + "middle " * 40 + "end", "short"])
+    assert chunk.lengths.tolist() == [16, 3] and chunk.content_lengths.tolist() == [42, 1]
+    words = tokenizer.convert_ids_to_tokens(chunk.rows()[0].tolist())
+    assert (words[1], words[-2]) == (first, last)
+    assert chunk.ids.dtype == np.int32
+
+
+def test_token_file_writer_matches_safetensors_bytes(tmp_path, tokenizer):
+    encoder = Encoder(tokenizer, 32, "head_tail", 8)
+    texts = movie_reviews("imdb")["text"].head(50).tolist()
+    labels = np.arange(50) % 2
+    writer = TokenFileWriter(tmp_path / "chunked.safetensors")
+    for start in range(0, 50, 16):  # uneven chunks
+        writer.add(encoder.encode(texts[start : start + 16]), labels[start : start + 16])
+    writer.close()
+    whole = encoder.encode(texts)
+    write_tokenized(TokenizedSplit.from_rows(whole.rows(), labels), tmp_path / "whole.safetensors")
+    assert (tmp_path / "chunked.safetensors").read_bytes() == (tmp_path / "whole.safetensors").read_bytes()
+    back = read_tokenized(tmp_path / "chunked.safetensors")
+    assert len(back) == 50 and back.row(3).tolist() == whole.rows()[3].tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked.safetensors", "whole.safetensors"]
+
+
+def test_word_cache_is_bounded_and_gives_the_same_ids(tokenizer, monkeypatch):
+    import bertpipe.tokens
+
+    monkeypatch.setattr(bertpipe.tokens, "MAX_CACHED_WORDS", 50)
+    encoder = Encoder(tokenizer, 64, "head_tail", 8)
+    texts = movie_reviews("imdb")["text"].head(30).tolist()
+    reference = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert [encoder.content_ids([t])[0] for t in texts] == reference
+    longest = max(len(set(encoder.ascii.words(t) or [])) for t in texts)
+    assert len(encoder.ascii.cache) <= max(50, longest)  # started over instead of growing
+    assert [encoder.content_ids([t])[0] for t in texts] == reference

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from bertpipe.text import Normalization, normalize
-from bertpipe.validation import validate
+from bertpipe.validation import label_text, validate
 
 
 def test_normalize_html_breaks_entities_whitespace():
@@ -31,3 +31,48 @@ def test_label_names_default_to_sorted_source_values_and_map():
     result = validate(raw, Normalization(), label_map={"0": "negative", "1": "positive"})
     assert result.label_names == ("negative", "positive")
     assert result.kept["label"].tolist() == [1, 0, 1]
+
+
+def test_undecodable_bytes_are_quarantined_with_their_location():
+    bad = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # latin-1 byte in a UTF-8 file
+    raw = pd.DataFrame({"source_row": [0, 1], "location": ["line 2", "line 3"],
+                        "text": pd.Series(["fine film", bad], dtype=object), "label": ["pos", "neg"]})
+    result = validate(raw, Normalization(), label_names=("neg", "pos"))
+    row = result.quarantined.iloc[0]
+    assert (row["location"], row["reason"]) == ("line 3", "undecodable bytes (not UTF-8)")
+    assert row["text"] == "caf\ufffd au lait"  # shown with the replacement character, writable to parquet
+    assert result.kept["text"].tolist() == ["fine film"]
+
+
+def test_integer_labels_are_ids_into_label_names_and_numbers_are_read_alike():
+    raw = pd.DataFrame({"source_row": range(5), "text": list("abcde"), "label": [0, "1", 1.0, " 2 ", None]})
+    result = validate(raw, Normalization(), label_names=("neg", "neutral", "pos"))
+    assert result.kept["label"].tolist() == [0, 1, 1, 2]
+    assert result.quarantined["reason"].tolist() == ["missing label"]
+    assert [label_text(v) for v in (3, "3.0", 3.5, True, " x ", "", float("nan"))] == \
+        ["3", "3", "3.5", "true", "x", None, None]
+
+
+def test_many_classes_from_the_data_in_natural_order():
+    raw = pd.DataFrame({"source_row": range(4), "text": list("abcd"), "label": ["10", "2", "2", "1"]})
+    result = validate(raw, Normalization())
+    assert result.label_names == ("1", "2", "10")
+    assert result.kept["label"].tolist() == [2, 1, 1, 0]
+
+
+def test_duplicates_keep_the_copy_in_the_source_test_split():
+    raw = pd.DataFrame({"source_row": range(4), "text": ["same", "other", "same", "Same "],
+                        "label": ["pos", "neg", "pos", "pos"], "source_split": ["train", "train", "test", "test"]})
+    result = validate(raw, Normalization(), label_names=("neg", "pos"))
+    kept = result.kept.set_index("text")
+    assert kept.loc["same", "source_split"] == "test" and kept.loc["same", "id"] == 2
+    assert result.kept["id"].tolist() == [1, 2, 3]  # source order
+    counts = result.counts(len(raw))
+    assert counts["duplicates_removed"] == 1 and counts["kept_by_source_split"] == {"test": 2, "train": 1}
+    assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
+
+
+def test_unknown_labels_are_listed_for_the_error_message():
+    raw = pd.DataFrame({"source_row": range(4), "text": list("abcd"), "label": ["pos", "neg", "neg", "positive"]})
+    result = validate(raw, Normalization(), label_names=("negative", "positive"))
+    assert result.unknown_labels() == {"neg": 2, "pos": 1}

@@ -1,0 +1,103 @@
+"""The MLflow Model Registry: each new model version gets the alias `challenger`; the
+promotion gate moves `champion`. Also finds the checkpoint folder behind a model reference
+(a local folder or an MLflow URI such as models:/<name>@champion)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from bertpipe.inference import PIPELINE_META
+
+log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+CHECKPOINT_ARTIFACT = "checkpoint"  # the artifact key of the checkpoint inside the logged pyfunc model
+
+
+def register_challenger(model_uri: str, name: str, tags: dict[str, str] | None = None) -> ModelVersion:
+    """Register model_uri as a new version of name and point `challenger` at it."""
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    MlflowClient().set_registered_model_alias(name, CHALLENGER, version.version)
+    log.info("registered %s version %s as @%s", name, version.version, CHALLENGER)
+    return version
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version that alias points at, or None when the model or the alias does not exist."""
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as err:
+        if err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    return client.get_model_version(name, aliases[alias]) if alias in aliases else None
+
+
+def set_champion(client: MlflowClient, name: str, version: str) -> None:
+    client.set_registered_model_alias(name, CHAMPION, version)
+    log.info("%s version %s is now @%s", name, version, CHAMPION)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide(challenger: float, champion: float | None, min_improvement: float, metric: str) -> Decision:
+    """Promote when there is no champion, or the challenger beats it by more than min_improvement.
+
+    Both values are "higher is better" (log loss enters as its negative).
+    """
+    if champion is None:
+        return Decision(True, f"no champion yet: the first model becomes champion ({metric} {challenger:.4f})")
+    gain = challenger - champion
+    if gain > min_improvement:
+        return Decision(True, f"{metric} {challenger:.4f} vs {champion:.4f}: {gain:+.4f} beats the margin "
+                              f"{min_improvement:g}")
+    return Decision(False, f"{metric} {challenger:.4f} vs {champion:.4f}: {gain:+.4f} does not beat the margin "
+                           f"{min_improvement:g}")
+
+
+def is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / PIPELINE_META).is_file()
+
+
+def checkpoint_in_mlflow_model(folder: Path) -> Path:
+    """The checkpoint folder inside a downloaded MLflow pyfunc model of this project."""
+    flavor = Model.load(str(folder)).flavors.get("python_function", {})
+    artifact = flavor.get("artifacts", {}).get(CHECKPOINT_ARTIFACT)
+    if not artifact:
+        raise ValueError(f"{folder}: an MLflow model without a '{CHECKPOINT_ARTIFACT}' artifact; "
+                         "expected a model logged by this project's train stage")
+    return folder / artifact["path"]
+
+
+def resolve_checkpoint(model: str, download_dir: str | Path | None = None) -> Path:
+    """A checkpoint folder from a local checkpoint, a local MLflow model folder, or an MLflow URI
+    (models:/<name>@<alias>, models:/<name>/<version>, runs:/<run id>/model), downloaded when remote."""
+    local = Path(model)
+    if local.is_dir():
+        if is_checkpoint(local):
+            return local
+        if (local / "MLmodel").is_file():
+            return checkpoint_in_mlflow_model(local)
+        raise ValueError(f"{model}: neither a checkpoint folder (config.json and {PIPELINE_META}, as in "
+                         "models/best) nor an MLflow model folder (MLmodel)")
+    if "://" not in model and not model.startswith(("models:/", "runs:/")):
+        raise FileNotFoundError(f"{model}: no such folder; give a checkpoint folder such as models/best or an "
+                                "MLflow URI such as models:/<name>@champion")
+    log.info("downloading %s from %s", model, mlflow.get_tracking_uri())
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model,
+                                                      dst_path=str(download_dir) if download_dir else None))
+    return checkpoint_in_mlflow_model(folder)

@@ -1,0 +1,157 @@
+"""Helpers for the registry, promotion, prediction, serving, experiment and remote tests:
+checkpoints whose predictions are known in advance, and one tiny DVC project reproduced once
+per session that the slower tests clone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from bertpipe.artifacts import write_json, write_parquet
+from bertpipe.inference import PIPELINE_META, Classifier
+from bertpipe.tracking import log_classifier
+from tests.conftest import ROOT, copy_project, tiny_reviews, tiny_train_params, write_params
+
+LABELS = ["negative", "positive"]
+EXAMPLES = ["a wonderful film", "a dull film"]
+# Files a project needs beyond copy_project's: the default DVC remote and the retrain script.
+EXTRA_FILES = (".dvc/config", "ci/retrain.sh")
+
+
+def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
+    """A tiny BERT classifier that puts ~all probability on class `favour`, whatever the text."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    config = BertConfig.from_pretrained(tiny_bert, num_labels=2, id2label=dict(enumerate(LABELS)),
+                                        label2id={n: i for i, n in enumerate(LABELS)})
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([-6.0, 6.0] if favour == 1 else [6.0, -6.0]))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    write_json({"base_model": str(tiny_bert), "max_length": 64, "truncation": "head_tail", "head_tokens": 16,
+                "pad_token_id": 0, "normalization": {}, "labels": LABELS}, folder / PIPELINE_META)
+    return folder
+
+
+_SHARED: dict[str, object] = {}
+
+
+def shared_store(tmp_path_factory) -> Path:
+    """One MLflow store folder (sqlite file and ./mlruns artifacts) for the session: a new
+    store spends seconds creating its tables. Tests keep apart by registered model name."""
+    if "store" not in _SHARED:
+        _SHARED["store"] = tmp_path_factory.mktemp("mlflow-store")
+    return _SHARED["store"]
+
+
+@contextlib.contextmanager
+def using_store(folder: Path) -> Iterator[Path]:
+    """MLFLOW_TRACKING_URI at folder's store, and folder as the cwd (MLflow's ./mlruns)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        mp.delenv("DVC_EXP_NAME", raising=False)
+        mp.chdir(folder)
+        yield folder
+
+
+def constant_checkpoints(tmp_path_factory, tiny_bert: Path) -> dict[int, Path]:
+    """{0: always negative, 1: always positive}, built once per session."""
+    if "checkpoints" not in _SHARED:
+        folder = tmp_path_factory.mktemp("constant-models")
+        _SHARED["checkpoints"] = {favour: constant_checkpoint(folder / f"always-{favour}", tiny_bert, favour)
+                                  for favour in (0, 1)}
+    return _SHARED["checkpoints"]
+
+
+def log_and_register(checkpoint: Path, name: str, experiment: str = "tests") -> str:
+    """Log checkpoint as the project's MLflow model in a new run and register it; the run id."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        log_classifier(checkpoint, EXAMPLES, Classifier.load(checkpoint).predict_frame(EXAMPLES), name)
+    return run.info.run_id
+
+
+def write_test_split(folder: Path, labels: list[int]) -> Path:
+    write_parquet(tiny_reviews(len(labels)).assign(label=labels), folder / "test.parquet")
+    return folder
+
+
+def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
+       check: bool = True) -> subprocess.CompletedProcess:
+    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable)."""
+    merged = {**os.environ, **(env or {})}
+    done = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
+                          capture_output=True, text=True, check=False)
+    if check:
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def new_project(dest: Path, tiny_bert: Path) -> Path:
+    """The project's tracked files in a fresh git repo, on the tiny configuration, committed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copy_project(dest)
+    for name in EXTRA_FILES:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
+    write_params(dest / "params.yaml", **tiny_train_params(tiny_bert))
+    sh(dest, "git", "init", "-q", "-b", "main")
+    sh(dest, "git", "config", "user.email", "ci@example.com")
+    sh(dest, "git", "config", "user.name", "ci")
+    sh(dest, "dvc", "init", "-q", "--force")
+    shutil.copy2(ROOT / ".dvc/config", dest / ".dvc/config")  # dvc init wrote a blank one
+    sh(dest, "git", "add", "-A")
+    sh(dest, "git", "commit", "-qm", "tiny pipeline")
+    return dest
+
+
+_REPRODUCED: dict[str, Path] = {}
+
+
+def reproduced_project(tmp_path_factory, tiny_bert: Path) -> Path:
+    """A tiny project after one `dvc repro`, committed, its MLflow store in <project>/mlflow.db.
+
+    Built once per session; tests that change it work on a clone (clone_project)."""
+    if "path" not in _REPRODUCED:
+        root = new_project(tmp_path_factory.mktemp("reproduced") / "project", tiny_bert)
+        sh(root, "dvc", "repro", env=mlflow_env(root))
+        sh(root, "git", "add", "-A")
+        sh(root, "git", "commit", "-qm", "reproduce")
+        _REPRODUCED["path"] = root
+    return _REPRODUCED["path"]
+
+
+def mlflow_env(root: Path) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+def clone_project(source: Path, dest: Path) -> Path:
+    """A git clone of source whose DVC cache is source's and whose MLflow store is a copy of source's."""
+    sh(dest.parent, "git", "clone", "-q", str(source), dest.name)
+    sh(dest, "git", "config", "user.email", "ci@example.com")
+    sh(dest, "git", "config", "user.name", "ci")
+    sh(dest, "dvc", "cache", "dir", "--local", str(source / ".dvc/cache"))
+    sh(dest, "dvc", "checkout", "-q")
+    shutil.copy2(source / "mlflow.db", dest / "mlflow.db")
+    return dest
+
+
+def model_name(request) -> str:
+    """A registered model name of the test's own, so tests can share one store."""
+    return "clf-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:80]

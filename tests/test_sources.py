@@ -1,0 +1,251 @@
+"""Each source kind on small files the tests write, and each kind of unreadable input."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import hashlib
+import http.server
+import json
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bertpipe.config import IngestParams
+from bertpipe.params import ParamsError, from_mapping
+from bertpipe.sources import SourceError, load_source, url_format
+
+ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ("great, really great", "pos")]
+
+
+def params(**values) -> IngestParams:
+    return from_mapping(IngestParams, "ingest", {"label_names": [], **values}, "params.yaml")
+
+
+def load(tmp_path: Path, **values) -> pd.DataFrame:
+    return load_source(params(**values), tmp_path / "cache").rows
+
+
+def write_csv(path: Path, sep: str = ",") -> Path:
+    pd.DataFrame({"id": [7, 8, 9], "review": [t for t, _ in ROWS], "sentiment": [lab for _, lab in ROWS],
+                  "extra": ["x", "y", "z"]}).to_csv(path, sep=sep, index=False)
+    return path
+
+
+@pytest.mark.parametrize("source,sep,name", [("csv", ",", "r.csv"), ("tsv", "\t", "r.tsv")])
+def test_delimited_files_with_configured_columns(tmp_path, source, sep, name):
+    path = write_csv(tmp_path / name, sep)
+    rows = load(tmp_path, source=source, path=str(path), text_column="review", label_column="sentiment")
+    assert rows["text"].tolist() == [t for t, _ in ROWS]
+    assert rows["label"].tolist() == ["pos", "neg", "pos"]
+    assert rows["location"].tolist() == ["line 2", "line 3", "line 4"]
+    assert rows["source_row"].tolist() == [0, 1, 2] and set(rows["source_split"]) == {"train"}
+
+
+def test_csv_quoted_line_breaks_bom_blank_lines_and_gzip(tmp_path):
+    content = '\ufefftext,label\n"two\nlines, quoted",1\n\n"say ""hi""",0\n'
+    (tmp_path / "r.csv").write_text(content, encoding="utf-8")
+    rows = load(tmp_path, source="csv", path=str(tmp_path / "r.csv"))
+    assert rows["text"].tolist() == ["two\nlines, quoted", 'say "hi"']
+    assert rows["location"].tolist() == ["line 2", "line 5"]  # where each record starts
+    with gzip.open(tmp_path / "r.csv.gz", "wt", encoding="utf-8") as f:
+        f.write(content)
+    assert load(tmp_path, source="csv", path=str(tmp_path / "r.csv.gz"))["text"].tolist() == rows["text"].tolist()
+
+
+def test_jsonl_with_extra_keys_and_missing_values(tmp_path):
+    lines = [{"text": "a fine film", "label": 1, "user": "u1"}, {"text": "no label here"}, {"text": None, "label": 0}]
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines[:2]) + "\n\n" + json.dumps(lines[2]) + "\n")
+    rows = load(tmp_path, source="jsonl", path=str(path))
+    assert rows["text"].tolist() == ["a fine film", "no label here", None]
+    assert rows["label"].tolist() == [1, None, 0]
+    assert rows["location"].tolist() == ["line 1", "line 2", "line 4"]
+
+
+def test_parquet_with_integer_labels(tmp_path):
+    path = tmp_path / "r.parquet"
+    pd.DataFrame({"body": ["good", "bad"], "y": [1, 0], "other": [0.5, 0.1]}).to_parquet(path)
+    rows = load(tmp_path, source="parquet", path=str(path), text_column="body", label_column="y")
+    assert rows["text"].tolist() == ["good", "bad"] and rows["label"].tolist() == [1, 0]
+    assert rows["location"].tolist() == ["row 1", "row 2"]
+
+
+def write_aclimdb(root: Path) -> Path:
+    for split, cls, name, text in [("train", "pos", "10_9.txt", "great fun"), ("train", "pos", "2_8.txt", "lovely"),
+                                   ("train", "neg", "0_1.txt", "awful"), ("test", "pos", "0_10.txt", "superb"),
+                                   ("test", "neg", "3_2.txt", "boring"), ("train", "unsup", "5_0.txt", "no label")]:
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        (root / split / cls / name).write_text(text)
+    return root
+
+
+def test_aclimdb_folder_layout_keeps_test_split_and_ignores_unsup(tmp_path):
+    root = write_aclimdb(tmp_path / "data" / "aclImdb")
+    table = load_source(params(source="aclimdb", path=str(tmp_path / "data")), tmp_path / "cache")  # parent works
+    rows = table.rows
+    assert rows["location"].tolist() == ["train/neg/0_1.txt", "train/pos/2_8.txt", "train/pos/10_9.txt",
+                                         "test/neg/3_2.txt", "test/pos/0_10.txt"]  # numeric id order
+    assert rows["source_split"].tolist() == ["train", "train", "train", "test", "test"]
+    assert table.label_map == {"neg": "negative", "pos": "positive"}
+    assert "no label" not in rows["text"].tolist()
+    assert (root / "train").is_dir()
+
+
+def test_huggingface_dataset_saved_to_disk(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    data = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": ["fine", "poor", "unlabelled"], "label": [1, 0, -1]},
+                                            features=features),
+        "test": datasets.Dataset.from_dict({"sentence": ["grand"], "label": [1]}, features=features),
+    })
+    data.save_to_disk(str(tmp_path / "hf"))
+    table = load_source(params(source="huggingface", hf_dataset=str(tmp_path / "hf"), hf_test_split="test",
+                               text_column="sentence"), tmp_path / "cache")
+    assert table.rows["text"].tolist() == ["fine", "poor", "unlabelled", "grand"]
+    assert table.rows["label"].tolist() == [1, 0, None, 1]  # -1 is "no label" in datasets
+    assert table.rows["source_split"].tolist() == ["train", "train", "train", "test"]
+    assert table.label_map == {"0": "neg", "1": "pos"}
+    with pytest.raises(SourceError, match=r"ingest.hf_test_split='validation': .* no such split; its splits are: "
+                                          r"train, test"):
+        load_source(params(source="huggingface", hf_dataset=str(tmp_path / "hf"), hf_test_split="validation",
+                           text_column="sentence"), tmp_path / "cache")
+
+
+def test_huggingface_offline_and_not_cached_says_so(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no waiting on the network
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SourceError, match=r"ingest.hf_dataset='no-such-org/no-such-data' .*cannot be loaded: it is "
+                                          r"not in the local cache .*save_to_disk"):
+        load(tmp_path, source="huggingface", hf_dataset="no-such-org/no-such-data")
+
+
+def test_huggingface_without_datasets_installed_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now raises ImportError
+    with pytest.raises(SourceError, match=r"needs the `datasets` library.*pip install -e \"\.\[hf\]\""):
+        load(tmp_path, source="huggingface", hf_dataset="stanfordnlp/imdb")
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """A local HTTP server for folder on 127.0.0.1, stopped when the block ends."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch) -> None:
+    """Requests to the local server go straight to it, whatever proxy the environment sets."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_url_is_checked_downloaded_once_and_read_from_cache(tmp_path, no_proxy):
+    site = tmp_path / "site"
+    site.mkdir()
+    path = write_csv(site / "reviews.csv")
+    digest = sha256(path)
+    values = dict(source="url", sha256=digest, text_column="review", label_column="sentiment")
+    with serve(site) as base:
+        rows = load(tmp_path, url=f"{base}/reviews.csv", **values)
+        with pytest.raises(SourceError, match=r"the downloaded file has sha256 [0-9a-f]{64}, but ingest.sha256 is "
+                                              r"0{64}; if the file changed on purpose"):
+            load(tmp_path, **{**values, "sha256": "0" * 64}, url=f"{base}/reviews.csv")
+        with pytest.raises(SourceError, match=r"cannot be downloaded \(HTTP 404 File not found\)"):
+            load(tmp_path, **{**values, "sha256": "1" * 64}, url=f"{base}/missing.csv")
+    assert rows["text"].tolist() == [t for t, _ in ROWS]
+    assert (tmp_path / "cache" / "downloads" / digest / "reviews.csv").is_file()
+    assert not list((tmp_path / "cache" / "downloads").glob("0*/*"))  # a bad download leaves nothing
+    # The server is gone: the cached copy is used.
+    again = load(tmp_path, url=f"{base}/reviews.csv", **values)
+    assert again["text"].tolist() == rows["text"].tolist()
+
+
+def test_url_to_an_aclimdb_archive_is_unpacked_once(tmp_path, no_proxy):
+    write_aclimdb(tmp_path / "src" / "aclImdb")
+    site = tmp_path / "site"
+    site.mkdir()
+    with tarfile.open(site / "aclImdb_v1.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "aclImdb", arcname="aclImdb")
+    with serve(site) as base:
+        rows = load(tmp_path, source="url", url=f"{base}/aclImdb_v1.tar.gz", sha256=sha256(site / "aclImdb_v1.tar.gz"))
+    assert len(rows) == 5 and rows["source_split"].tolist().count("test") == 2
+
+
+def test_url_format_from_the_name():
+    assert url_format("https://x.org/a/reviews.csv.gz?raw=1", "auto") == "csv"
+    assert url_format("https://x.org/aclImdb_v1.tar.gz", "auto") == "aclimdb"
+    assert url_format("https://x.org/data", "jsonl") == "jsonl"
+    with pytest.raises(SourceError, match=r"cannot tell the format .*set ingest.url_format"):
+        url_format("https://x.org/data", "auto")
+
+
+@pytest.mark.parametrize("name,content,values,match", [
+    ("r.csv", "id,text,label\n1,good,pos\n", {"text_column": "review"},
+     r"ingest.text_column='review': .*r\.csv has no such column; its columns are: id, text, label; set "
+     r"ingest.text_column to one of them"),
+    ("r.csv", "text,label\ngood,pos\nbad,neg,extra\n", {},
+     r"r\.csv line 3: 3 fields where the header has 2; quote fields that contain a ','"),
+    ("r.csv", 'text,label\n"good" film,pos\n', {}, r"r\.csv line 2: cannot be parsed as CSV"),
+    ("r.csv", "", {}, r"r\.csv: the file is empty; a CSV file needs a header line"),
+    ("r.tsv", "text\tlabel\ngood\tpos\tx\n", {"source": "tsv"}, r"r\.tsv line 2: 3 fields .*a tab"),
+    ("r.jsonl", '{"text": "good", "label": 1}\n{"text": "bad", label: 0}\n', {"source": "jsonl"},
+     r"r\.jsonl line 2: not valid JSON \(Expecting property name enclosed in double quotes at column 17\)"),
+    ("r.jsonl", '["good", 1]\n', {"source": "jsonl"}, r"r\.jsonl line 1: a JSON list, not an object"),
+    ("r.jsonl", '{"review": "good", "label": 1}\n', {"source": "jsonl"},
+     r"ingest.text_column='text': .*r\.jsonl has no such column; its columns are: label, review"),
+    ("r.parquet", "not parquet", {"source": "parquet"}, r"r\.parquet: cannot be read as parquet"),
+])
+def test_unreadable_files_name_the_line_or_column_and_the_fix(tmp_path, name, content, values, match):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(SourceError, match=match):
+        load(tmp_path, **{"source": "csv", "path": str(tmp_path / name), **values})
+
+
+def test_missing_file_and_folder_are_named(tmp_path):
+    with pytest.raises(SourceError, match=r"ingest.path='.*nope\.csv': no such file"):
+        load(tmp_path, source="csv", path=str(tmp_path / "nope.csv"))
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.txt").write_text("x")
+    with pytest.raises(SourceError, match=r"not an aclImdb folder; expected train/<class>/\*\.txt .*found: a\.txt"):
+        load(tmp_path, source="aclimdb", path=str(tmp_path / "flat"))
+
+
+@pytest.mark.parametrize("values,match", [
+    ({"source": "csv"}, r"ingest.path='' in params.yaml: required with source 'csv': the data file"),
+    ({"source": "huggingface"}, r"ingest.hf_dataset='' in params.yaml: required with source 'huggingface'"),
+    ({"source": "url", "url": "ftp://x/y.csv", "sha256": "0" * 64}, r"ingest.url='ftp://x/y.csv' .*http"),
+    ({"source": "url", "url": "https://x/y.csv", "sha256": "abc"}, r"ingest.sha256='abc' .*64 hex digits"),
+    ({"source": "excel"}, r"ingest.source='excel' .*must be one of 'imdb', 'rotten_tomatoes', 'csv'"),
+    ({"text_column": "t", "label_column": "t"}, r"ingest.label_column='t' .*must differ from text_column"),
+    ({"label_names": ["only"]}, r"ingest.label_names=\['only'\] .*at least two classes"),
+])
+def test_source_params_are_checked_at_start(values, match):
+    with pytest.raises(ParamsError, match=match):
+        params(**values)

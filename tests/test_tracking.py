@@ -1,0 +1,78 @@
+"""MLflow against a real `mlflow server` on 127.0.0.1, and a clear failure when none answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import pytest
+
+from bertpipe.tracking import git_state, library_versions
+from stages import train
+from tests.conftest import train_args
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, monkeypatch):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server did not start: {proc.stderr.read()[-2000:]}") from None
+                time.sleep(0.5)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_train_logs_to_a_remote_tracking_server(tmp_path, tokenized, mlflow_server):
+    train.main(train_args(tmp_path, tokenized))
+    run_id = json.loads((tmp_path / "run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(mlflow_server)
+    run = client.get_run(run_id)
+    assert run.data.params["batch_size"] == "8"
+    assert "best_val_accuracy" in run.data.metrics and "tokens_per_s" in run.data.metrics
+    assert run.data.tags["version.torch"] and run.data.tags["git_dirty"] in ("true", "false", "unknown")
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "val"} and len(inputs["train"].dataset.digest) == 16
+    assert (tmp_path / "server-artifacts").exists()  # the model went through the server's artifact proxy
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert list(model.predict({"text": ["fine film"]}).columns)[0] == "label"
+
+
+def test_unreachable_tracking_server_fails_fast_with_a_clear_message(tmp_path, tokenized, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"MLflow tracking server http://127\.0\.0\.1:\d+ .*did not answer"):
+        train.main(train_args(tmp_path, tokenized))
+    assert time.monotonic() - start < 30
+
+
+def test_run_tags_name_versions_and_git_state():
+    assert "version.transformers" in library_versions()
+    assert set(git_state()) == {"git_commit", "git_dirty"}
