@@ -4,8 +4,9 @@ Tutorial way: a Python loop calling the tokenizer once per review, padding to ma
 512, returning tensors. Stage's way: bertpipe.tokens.Encoder, as stages/tokenize.py uses it:
 chunks of 2,000 reviews, each one batch call to the Rust tokenizer (parallel over the chunk;
 for plain ASCII text only each new word, see tokens.AsciiPath), unpadded, head+tail
-truncation to 512 tokens, a fresh Encoder (empty word cache) per run. Each way runs --repeat times and keeps its
-fastest run, so another process on the machine disturbs the ratio less.
+truncation to 512 tokens, a fresh Encoder (empty word cache) per run. The two ways run in
+turn --repeat times and each keeps its fastest run, so other processes on the machine
+disturb the ratio less.
 Last line: RESULT tokenize_speedup=<tutorial seconds / stage seconds>.
 
 Run: python bench/tokenize_bench.py [--rows 5000] [--repeat 3]
@@ -53,14 +54,11 @@ def stage_way(tokenizer, texts: list[str]) -> int:
     return n
 
 
-def fastest(repeat: int, fn, *args) -> tuple[float, float]:
-    """Wall and CPU seconds (all threads) of the fastest of repeat runs."""
-    runs = []
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn(*args)
-        runs.append((time.perf_counter() - t0, time.process_time() - c0))
-    return min(runs)
+def timed(fn, *args) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads) of one run."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -73,8 +71,10 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6"))
     stage_way(tokenizer, texts[:200])  # warm up both paths once
     tutorial(tokenizer, texts[:200])
-    t_tutorial, cpu_tutorial = fastest(args.repeat, tutorial, tokenizer, texts)
-    t_stage, cpu_stage = fastest(args.repeat, stage_way, tokenizer, texts)
+    # Alternate the two ways so both meet the same load from other processes; keep each one's best.
+    runs = [(timed(tutorial, tokenizer, texts), timed(stage_way, tokenizer, texts)) for _ in range(args.repeat)]
+    t_tutorial, cpu_tutorial = min(r[0] for r in runs)
+    t_stage, cpu_stage = min(r[1] for r in runs)
     # CPU seconds show the work apart from the cores: on a busy machine the stage's threads
     # may get no second core, and wall time then hides what parallelism would add.
     log.info("%d reviews, fastest of %d: tutorial loop %.2fs (%.0f rows/s, %.2f CPU s), stage %.2fs "

@@ -80,6 +80,9 @@ def save_state(folder: str | Path, model, optimizer, scheduler, state: ResumeSta
 
 
 def mark_finished(folder: str | Path) -> None:
-    """After the outputs are published: the next run with this state starts over."""
-    info = Path(folder) / LAST / "state.json"
-    write_json({**read_json(info), "finished": True}, info)
+    """After the outputs are published: the next run with this state starts over, so the
+    weights and optimizer state of the last save are no longer needed (and not cached)."""
+    last = Path(folder) / LAST
+    write_json({**read_json(last / "state.json"), "finished": True}, last / "state.json")
+    for name in ("model.safetensors", "trainer.pt"):
+        (last / name).unlink(missing_ok=True)
