@@ -2,9 +2,8 @@
 
 Tutorial way: a Python loop calling the tokenizer once per review, padding to max_length
 512, returning tensors. Stage's way: bertpipe.tokens.Encoder, as stages/tokenize.py uses it:
-chunks of 2,000 reviews, each one batch call to the Rust tokenizer (parallel over the chunk;
-for plain ASCII text only each new word, see tokens.AsciiPath), unpadded, head+tail
-truncation to 512 tokens, a fresh Encoder (empty word cache) per run. The two ways run in
+chunks of 2,000 reviews, each one batch call to the Rust tokenizer (parallel over the chunk),
+unpadded, head+tail truncation to 512 tokens. The two ways run in
 turn --repeat times and each keeps its fastest run, so other processes on the machine
 disturb the ratio less.
 Last line: RESULT tokenize_speedup=<tutorial seconds / stage seconds>.
@@ -46,7 +45,6 @@ def tutorial(tokenizer, texts: list[str]) -> int:
 
 
 def stage_way(tokenizer, texts: list[str]) -> int:
-    # A new Encoder each run, as in one run of the stage: its word cache starts empty.
     encoder = Encoder(tokenizer, MAX_LENGTH, "head_tail", HEAD_TOKENS)
     n = 0
     for start in range(0, len(texts), CHUNK):

@@ -87,7 +87,8 @@ def hf_trainer(tokens: TokenizedSplit, workdir: Path) -> float:
     dataset = [{"input_ids": tokens.row(i).tolist(), "labels": int(tokens.labels[i])} for i in range(len(tokens))]
     bf16 = autocast_dtype(torch.device("cpu"), "auto") is not None
     args = TrainingArguments(output_dir=str(workdir / "trainer"), per_device_train_batch_size=BATCH,
-                             learning_rate=LR, warmup_ratio=WARMUP, num_train_epochs=1, bf16=bf16,
+                             learning_rate=LR, warmup_steps=int(WARMUP * -(-len(tokens) // BATCH)),
+                             num_train_epochs=1, bf16=bf16,
                              train_sampling_strategy="group_by_length", save_strategy="no", report_to=[],
                              logging_steps=10_000, seed=SEED, use_cpu=not torch.cuda.is_available(),
                              dataloader_num_workers=0, disable_tqdm=True)

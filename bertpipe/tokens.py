@@ -2,8 +2,7 @@
 them chunk by chunk.
 
 The stage (and prediction) encode with the fast tokenizer's Rust backend, a whole chunk per
-call, which spreads the chunk over all cores (for BERT tokenizers, plain ASCII text takes a
-shortcut to the same ids: see AsciiPath); truncation is applied afterwards because the
+call, which spreads the chunk over all cores; truncation is applied afterwards because the
 tokenizer itself can only keep the head or the tail, not both.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,14 +20,6 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from bertpipe.artifacts import atomic_path
-
-# ASCII control characters that BertNormalizer deletes (tab, newline, carriage return it keeps as spaces).
-_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# BertPreTokenizer on ASCII: runs of letters and digits are words; every other printable
-# character is punctuation to BERT and a word of its own; whitespace separates.
-_WORD = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
-MAX_CACHED_WORDS = 500_000
-
 
 @dataclass(frozen=True)
 class SpecialLayout:
@@ -67,55 +57,6 @@ def _plain_backend(tokenizer) -> Tokenizer:
     return backend
 
 
-class AsciiPath:
-    """A faster route to the same ids for plain ASCII text, when the tokenizer is BERT's.
-
-    BERT's tokenizer normalises (lowercase; accents, Chinese characters and control characters
-    need Unicode work), splits words at whitespace and punctuation, and cuts each word into
-    WordPiece tokens on its own. For ASCII text without control characters that is str.lower
-    and a regex split, and a word's ids never change, so each distinct word is encoded once, by
-    the tokenizer's own batch encoding, and looked up after that. Texts holding an added
-    token's text ("[CLS]") take the full path. tests/test_tokens.py checks the ids are identical.
-    """
-
-    def __init__(self, backend: Tokenizer, config: dict):
-        self.backend = backend
-        self.lowercase = bool(config["normalizer"]["lowercase"])
-        added = [t["content"] for t in config.get("added_tokens", [])]
-        self.guarded = sorted({t.lower() for t in added} | set(added))
-        self.cache: dict[str, list[int]] = {}
-
-    @classmethod
-    def for_backend(cls, backend: Tokenizer) -> AsciiPath | None:
-        config = json.loads(backend.to_str())
-        norm, pre = config.get("normalizer") or {}, config.get("pre_tokenizer") or {}
-        if (norm.get("type") == "BertNormalizer" and norm.get("clean_text") and
-                pre.get("type") == "BertPreTokenizer" and config["model"]["type"] == "WordPiece"):
-            return cls(backend, config)
-        return None
-
-    def words(self, text: str) -> list[str] | None:
-        """The words the tokenizer would cut text into, or None when text must take the full path."""
-        if not text.isascii() or _ASCII_CONTROL.search(text):
-            return None
-        text = text.lower() if self.lowercase else text
-        if any(t in text for t in self.guarded):
-            return None
-        return _WORD.findall(text)
-
-    def content_ids(self, texts_words: list[list[str]]) -> list[list[int]]:
-        cache = self.cache  # a local reference: another thread may start a new cache meanwhile
-        new = set(chain.from_iterable(texts_words)).difference(cache)
-        if len(cache) + len(new) > MAX_CACHED_WORDS:  # bound memory on huge vocabularies
-            cache = self.cache = {}
-            new = set(chain.from_iterable(texts_words))
-        new = sorted(new)
-        for word, enc in zip(new, self.backend.encode_batch_fast(new, add_special_tokens=False)):
-            cache[word] = enc.ids
-        get = cache.__getitem__
-        return [list(chain.from_iterable(map(get, words))) for words in texts_words]
-
-
 @dataclass(frozen=True)
 class EncodedChunk:
     ids: np.ndarray  # (total_tokens,) int32: the rows one after another, special tokens included
@@ -129,26 +70,15 @@ class EncodedChunk:
 class Encoder:
     """Encodes batches of texts to unpadded ids of at most max_length, special tokens included."""
 
-    def __init__(self, tokenizer, max_length: int, strategy: str, head_tokens: int, fast_ascii: bool = True):
+    def __init__(self, tokenizer, max_length: int, strategy: str, head_tokens: int):
         self.layout = SpecialLayout.probe(tokenizer)
         self.budget = max_length - len(self.layout.prefix) - len(self.layout.suffix)
         self.strategy, self.head_tokens = strategy, head_tokens
         self.backend = _plain_backend(tokenizer)
-        self.ascii = AsciiPath.for_backend(self.backend) if fast_ascii else None
 
     def content_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text without special tokens or truncation."""
-        if self.ascii is None:
-            return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
-        words = [self.ascii.words(t) for t in texts]
-        out: list[list[int]] = [[] for _ in texts]
-        simple = [i for i, w in enumerate(words) if w is not None]
-        for i, ids in zip(simple, self.ascii.content_ids([words[i] for i in simple])):
-            out[i] = ids
-        rest = [i for i, w in enumerate(words) if w is None]
-        for i, enc in zip(rest, self.backend.encode_batch_fast([texts[i] for i in rest], add_special_tokens=False)):
-            out[i] = enc.ids
-        return out
+        """Token ids of each text without special tokens or truncation: one batch call, on all cores."""
+        return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
     def encode(self, texts: list[str]) -> EncodedChunk:
         content = self.content_ids(texts)

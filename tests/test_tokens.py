@@ -5,7 +5,7 @@ from transformers import AutoTokenizer
 from bertpipe.artifacts import TokenizedSplit, read_tokenized, write_tokenized
 from bertpipe.embedded import embedded_model_dir
 from bertpipe.sources import movie_reviews
-from bertpipe.tokens import AsciiPath, Encoder, SpecialLayout, TokenFileWriter, encode, length_stats, truncate
+from bertpipe.tokens import Encoder, SpecialLayout, TokenFileWriter, encode, length_stats, truncate
 
 
 def test_truncate_strategies():
@@ -46,22 +46,10 @@ EDGE_TEXTS = ["Café naïve RÉSUMÉ", "a\x0bb c\x00d", "tab\there\nnew\rline", 
               "中文字符 mixed", "emoji 😀 ok", "x\x7fy", "[MASK]ed", "A [Pad] b", "", "   ", "UPPER lower 123,456"]
 
 
-def test_ascii_fast_path_gives_the_tokenizers_own_ids(tokenizer):
-    texts = movie_reviews("imdb")["text"].head(1500).tolist() + EDGE_TEXTS
-    fast = Encoder(tokenizer, 512, "head", 0)
-    assert fast.ascii is not None  # the embedded MiniLM is an uncased BERT: the fast path is on
-    plain = Encoder(tokenizer, 512, "head", 0, fast_ascii=False)
+def test_encoder_gives_the_tokenizers_own_ids(tokenizer):
+    texts = movie_reviews("imdb")["text"].head(300).tolist() + EDGE_TEXTS
     reference = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    assert fast.content_ids(texts) == reference
-    assert plain.content_ids(texts) == reference
-
-
-def test_fast_path_is_off_for_other_normalizers():
-    from tokenizers import Tokenizer, models, normalizers
-
-    backend = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
-    backend.normalizer = normalizers.Lowercase()
-    assert AsciiPath.for_backend(backend) is None
+    assert Encoder(tokenizer, 512, "head", 0).content_ids(texts) == reference
 
 
 @pytest.mark.parametrize("strategy,first,last", [("head", "start", "middle"), ("tail", "middle", "end"),
@@ -88,16 +76,3 @@ def test_token_file_writer_matches_safetensors_bytes(tmp_path, tokenizer):
     back = read_tokenized(tmp_path / "chunked.safetensors")
     assert len(back) == 50 and back.row(3).tolist() == whole.rows()[3].tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked.safetensors", "whole.safetensors"]
-
-
-def test_word_cache_is_bounded_and_gives_the_same_ids(tokenizer, monkeypatch):
-    import bertpipe.tokens
-
-    monkeypatch.setattr(bertpipe.tokens, "MAX_CACHED_WORDS", 50)
-    encoder = Encoder(tokenizer, 64, "head_tail", 8)
-    texts = movie_reviews("imdb")["text"].head(30).tolist()
-    reference = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    assert [encoder.content_ids([t])[0] for t in texts] == reference
-    longest = max(len(set(encoder.ascii.words(t) or [])) for t in texts)
-    assert len(encoder.ascii.cache) <= max(50, longest)  # started over instead of growing
-    assert [encoder.content_ids([t])[0] for t in texts] == reference
