@@ -92,10 +92,15 @@ def make_ingested(folder: Path, n: int = 48) -> None:
 @pytest.fixture
 def tokenized(tmp_path, tiny_bert) -> Path:
     """Ingested, split and tokenized tiny data in tmp_path; returns the params file."""
+    return prepare_tokenized(tmp_path, tiny_bert, n=96)
+
+
+def prepare_tokenized(tmp_path: Path, model: Path, n: int) -> Path:
+    """Run ingest's stand-in, split and tokenize on n tiny reviews; returns the params file."""
     from stages import split, tokenize
 
-    make_ingested(tmp_path / "ing", n=96)
-    params = write_params(tmp_path / "p.yaml", **tiny_train_params(tiny_bert))
+    make_ingested(tmp_path / "ing", n=n)
+    params = write_params(tmp_path / "p.yaml", **tiny_train_params(model))
     split.main(["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
                 "--metrics", str(tmp_path / "s.json")])
     tokenize.main(["--params", str(params), "--data", str(tmp_path / "sp"), "--out", str(tmp_path / "tok"),

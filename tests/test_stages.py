@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bertpipe.artifacts import read_tokenized
-from stages import evaluate, ingest, split, tokenize, train
-from tests.conftest import make_ingested, tiny_train_params, train_args, write_params
+from stages import evaluate, ingest, split, train
+from tests.conftest import make_ingested, prepare_tokenized, train_args, write_params
 
 
 def test_ingest_default_reads_real_imdb_reviews(tmp_path):
@@ -48,12 +48,7 @@ def test_split_is_stratified_seeded_disjoint_and_capped(tmp_path):
 
 
 def test_tokenize_writes_unpadded_ids_and_stats(tmp_path, tiny_bert):
-    make_ingested(tmp_path / "ing", n=60)
-    params = write_params(tmp_path / "p.yaml", **tiny_train_params(tiny_bert))
-    split.main(["--params", str(params), "--data", str(tmp_path / "ing"), "--out", str(tmp_path / "sp"),
-                "--metrics", str(tmp_path / "s.json")])
-    tokenize.main(["--params", str(params), "--data", str(tmp_path / "sp"), "--out", str(tmp_path / "tok"),
-                   "--metrics", str(tmp_path / "t.json")])
+    prepare_tokenized(tmp_path, tiny_bert, n=60)
     train_tokens = read_tokenized(tmp_path / "tok/train.safetensors")
     texts = pd.read_parquet(tmp_path / "sp/train.parquet")
     assert len(train_tokens) == len(texts)
