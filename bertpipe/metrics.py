@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, f1_score, log_loss, precision_recall_fscore_support,
+from sklearn.metrics import (accuracy_score, log_loss, precision_recall_fscore_support,
                              roc_auc_score)
 
 
@@ -58,7 +58,7 @@ def calibration(labels: np.ndarray, probs: np.ndarray, bins: int) -> tuple[float
 
 
 def is_better(new: float, best: float | None) -> bool:
-    """Higher is better for every selection metric (log loss enters negated)."""
+    """Higher is better for every selection metric (log loss enters negated); NaN never wins."""
     return best is None or (not np.isnan(new) and new > best)
 
 
