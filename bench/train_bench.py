@@ -33,7 +33,7 @@ from bertpipe.logs import setup_logging
 from bertpipe.modeling import autocast_dtype
 from bertpipe.sources import movie_reviews
 from bertpipe.text import Normalization, normalize
-from bertpipe.tokens import SpecialLayout, encode
+from bertpipe.tokens import Encoder
 
 log = logging.getLogger("train_bench")
 MODEL = "embedded:minilm-l6"
@@ -76,8 +76,7 @@ def tutorial(texts: list[str], labels: np.ndarray) -> float:
 
 def stage_tokens(texts: list[str], labels: np.ndarray) -> TokenizedSplit:
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL)))
-    rows, _ = encode(tokenizer, texts, SpecialLayout.probe(tokenizer), MAX_LENGTH, "head", 0)
-    return TokenizedSplit.from_rows(rows, labels)
+    return TokenizedSplit.from_rows(Encoder(tokenizer, MAX_LENGTH, "head", 0).encode(texts).rows(), labels)
 
 
 def hf_trainer(tokens: TokenizedSplit, workdir: Path) -> float:

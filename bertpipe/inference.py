@@ -15,7 +15,7 @@ from bertpipe.artifacts import TokenizedSplit, read_json, write_json
 from bertpipe.batching import collate, sorted_batches
 from bertpipe.modeling import autocast
 from bertpipe.text import Normalization, normalize
-from bertpipe.tokens import SpecialLayout, encode
+from bertpipe.tokens import Encoder
 
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
 PIPELINE_META = "pipeline.json"
@@ -49,7 +49,7 @@ class Classifier:
     """A checkpoint loaded for prediction on raw texts."""
 
     model: torch.nn.Module
-    tokenizer: object
+    encoder: Encoder  # the tokenizer, with the truncation the model was trained with
     meta: dict
     device: torch.device
 
@@ -57,8 +57,10 @@ class Classifier:
     def load(cls, folder: str | Path, device: torch.device | None = None) -> Classifier:
         device = device or torch.device("cpu")
         model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        return cls(model, tokenizer, read_json(Path(folder) / PIPELINE_META), device)
+        meta = read_json(Path(folder) / PIPELINE_META)
+        encoder = Encoder(AutoTokenizer.from_pretrained(folder), meta["max_length"], meta["truncation"],
+                          meta["head_tokens"])
+        return cls(model, encoder, meta, device)
 
     @property
     def label_names(self) -> list[str]:
@@ -67,8 +69,7 @@ class Classifier:
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         norm = Normalization(**self.meta.get("normalization", {}))
         cleaned = [normalize(t, norm) for t in texts]
-        rows, _ = encode(self.tokenizer, cleaned, SpecialLayout.probe(self.tokenizer), self.meta["max_length"],
-                         self.meta["truncation"], self.meta["head_tokens"])
+        rows = self.encoder.encode(cleaned).rows()
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
         return predict_probs(self.model, split, batch_size, self.device, None, self.meta["pad_token_id"])
 

@@ -8,7 +8,6 @@ tokenizer itself can only keep the head or the tail, not both.
 
 from __future__ import annotations
 
-import functools
 import json
 import tempfile
 from collections.abc import Sequence
@@ -87,21 +86,6 @@ class Encoder:
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         ids = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
         return EncodedChunk(ids, lengths, np.fromiter(map(len, content), dtype=np.int64, count=len(content)))
-
-
-@functools.lru_cache(maxsize=8)
-def _encoder(tokenizer, max_length: int, strategy: str, head_tokens: int) -> Encoder:
-    return Encoder(tokenizer, max_length, strategy, head_tokens)  # building one copies the tokenizer
-
-
-def encode(tokenizer, texts: list[str], layout: SpecialLayout, max_length: int,
-           strategy: str, head_tokens: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Token ids per text (special tokens added, at most max_length), and the content lengths before truncation.
-
-    layout is probed again inside; the argument stays for callers written against it.
-    """
-    chunk = _encoder(tokenizer, max_length, strategy, head_tokens).encode(texts)
-    return chunk.rows(), chunk.content_lengths
 
 
 class TokenFileWriter:

@@ -5,7 +5,7 @@ from transformers import AutoTokenizer
 from bertpipe.artifacts import TokenizedSplit, read_tokenized, write_tokenized
 from bertpipe.embedded import embedded_model_dir
 from bertpipe.sources import movie_reviews
-from bertpipe.tokens import Encoder, SpecialLayout, TokenFileWriter, encode, length_stats, truncate
+from bertpipe.tokens import Encoder, SpecialLayout, TokenFileWriter, length_stats, truncate
 
 
 def test_truncate_strategies():
@@ -28,7 +28,8 @@ def test_special_layout_of_bert(tokenizer):
 
 def test_encode_keeps_head_and_tail_within_max_length(tokenizer):
     text = "start " + "middle " * 300 + "the very end"
-    rows, lengths = encode(tokenizer, [text, "short one"], SpecialLayout.probe(tokenizer), 32, "head_tail", 4)
+    chunk = Encoder(tokenizer, 32, "head_tail", 4).encode([text, "short one"])
+    rows, lengths = chunk.rows(), chunk.content_lengths
     long, short = rows
     assert len(long) == 32 and lengths[0] > 300
     words = tokenizer.convert_ids_to_tokens(long.tolist())
