@@ -27,6 +27,7 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
+from bertpipe.params import load_yaml
 from bertpipe.artifacts import TokenizedSplit, write_json, write_tokenized
 from bertpipe.embedded import embedded_model_dir
 from bertpipe.logs import setup_logging

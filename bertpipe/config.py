@@ -1,4 +1,7 @@
-"""One typed, frozen dataclass per params.yaml section, with its range checks."""
+"""One typed, frozen dataclass per params.yaml section, with its range checks.
+
+No defaults here: params.yaml holds every value (bertpipe.params says why).
+"""
 
 from __future__ import annotations
 
@@ -15,26 +18,26 @@ class IngestParams:
     # `path`; aclimdb: a folder in the aclImdb layout at `path`. huggingface: `hf_dataset`.
     # url: the file at `url`, checked against `sha256` and downloaded once into a cache.
     source: Literal["imdb", "rotten_tomatoes", "csv", "tsv", "jsonl", "parquet", "aclimdb",
-                    "huggingface", "url"] = "imdb"
-    path: str = ""
-    text_column: str = "text"
-    label_column: str = "label"
-    url: str = ""
-    sha256: str = ""
-    url_format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "aclimdb"] = "auto"
-    hf_dataset: str = ""
-    hf_config: str = ""
-    hf_revision: str = ""  # a tag or commit of the dataset repository; '' = latest
-    hf_split: str = "train"
-    hf_test_split: str = ""  # read as the source's own test split; '' = none
+                    "huggingface", "url"]
+    path: str
+    text_column: str
+    label_column: str
+    url: str
+    sha256: str
+    url_format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "aclimdb"]
+    hf_dataset: str
+    hf_config: str
+    hf_revision: str  # a tag or commit of the dataset repository; '' = latest
+    hf_split: str
+    hf_test_split: str  # read as the source's own test split; '' = none
     # Class names in id order; empty = the source's own names, sorted. Integer labels in the
     # data are ids into this list unless the names are themselves integers.
-    label_names: tuple[str, ...] = ()
-    html_breaks: bool = True
-    html_entities: bool = True
-    whitespace: bool = True
-    unicode_nfc: bool = True
-    max_quarantine_fraction: float = 0.05
+    label_names: tuple[str, ...]
+    html_breaks: bool
+    html_entities: bool
+    whitespace: bool
+    unicode_nfc: bool
+    max_quarantine_fraction: float
 
     def __post_init__(self) -> None:
         check_range("max_quarantine_fraction", self.max_quarantine_fraction, 0, 1)
@@ -69,16 +72,16 @@ class IngestParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    seed: int = 42
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    seed: int
+    val_fraction: float
+    test_fraction: float
     # Caps on rows per split (null = no cap), drawn stratified so class balance holds.
-    max_train: int | None = None
-    max_val: int | None = None
-    max_test: int | None = None
+    max_train: int | None
+    max_val: int | None
+    max_test: int | None
     # When the source has its own test split (aclImdb, Hugging Face): true = it is the test
     # split (test_fraction unused, val drawn from the source's train rows); false = pool all.
-    keep_source_test: bool = True
+    keep_source_test: bool
 
     def __post_init__(self) -> None:
         check_range("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
@@ -96,11 +99,11 @@ class SplitParams:
 @dataclass(frozen=True)
 class TokenizeParams:
     # 'embedded:minilm-l6' (shipped in a PyPI package), a local folder, or a hub id.
-    model: str = "embedded:minilm-l6"
-    max_length: int = 256
-    truncation: Literal["head", "tail", "head_tail"] = "head_tail"
-    head_tokens: int = 64  # with head_tail: tokens kept from the start, the rest from the end
-    chunk_rows: int = 2000  # rows tokenized per batch call; bounds memory
+    model: str
+    max_length: int
+    truncation: Literal["head", "tail", "head_tail"]
+    head_tokens: int  # with head_tail: tokens kept from the start, the rest from the end
+    chunk_rows: int  # rows tokenized per batch call; bounds memory
 
     def __post_init__(self) -> None:
         check_range("max_length", self.max_length, 8, 8192)
@@ -111,24 +114,24 @@ class TokenizeParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    mlflow_experiment: str = "imdb-sentiment"
-    registered_model: str = "imdb-sentiment-classifier"  # MLflow Model Registry name
-    seed: int = 42
-    epochs: float = 1.0
-    batch_size: int = 16
-    grad_accum_steps: int = 1
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    max_grad_norm: float = 1.0
+    mlflow_experiment: str
+    registered_model: str  # MLflow Model Registry name
+    seed: int
+    epochs: float
+    batch_size: int
+    grad_accum_steps: int
+    learning_rate: float
+    weight_decay: float
+    warmup_fraction: float
+    max_grad_norm: float
     # Length grouping: this many batches are drawn at random, sorted by length, then cut.
-    group_batches: int = 50
-    eval_every_steps: int = 50
-    metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"] = "accuracy"
-    early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
-    save_every_steps: int = 50  # resumable checkpoint
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    eval_batch_size: int = 64
+    group_batches: int
+    eval_every_steps: int
+    metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"]
+    early_stopping_patience: int  # evaluations without improvement; 0 = off
+    save_every_steps: int  # resumable checkpoint
+    precision: Literal["auto", "bf16", "fp32"]
+    eval_batch_size: int
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 0, low_open=True)
@@ -150,9 +153,9 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    batch_size: int = 64
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    calibration_bins: int = 10
+    batch_size: int
+    precision: Literal["auto", "bf16", "fp32"]
+    calibration_bins: int
 
     def __post_init__(self) -> None:
         check_range("batch_size", self.batch_size, 1)
@@ -163,10 +166,10 @@ class EvaluateParams:
 class PromoteParams:
     """The promotion gate (python -m bertpipe.promote): challenger against champion on the test split."""
 
-    metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"] = "accuracy"
+    metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"]
     # The challenger must beat the champion by more than this (in the metric's units) to take over.
-    min_improvement: float = 0.005
-    batch_size: int = 64
+    min_improvement: float
+    batch_size: int
 
     def __post_init__(self) -> None:
         check_range("min_improvement", self.min_improvement, 0)

@@ -1,7 +1,11 @@
 """Typed, frozen parameter sections read from params.yaml.
 
-Each stage loads only its own section. Unknown keys, wrong types and out-of-range values
-fail at start with a message naming the key, the value and the fix.
+Each stage loads only its own section. params.yaml is the one source of values: the
+sections' classes hold types, ranges and meaning, no defaults, so a missing key, an unknown
+key, a wrong type or an out-of-range value fails at start, naming the key, the value and the fix.
+
+YAML is read as YAML 1.2 (ruamel.yaml, DVC's own YAML library), the dialect DVC writes with
+`dvc exp run -S`: `5e-05`, `1e-4` and `.5` are numbers, not strings as PyYAML's YAML 1.1 reads them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 PARAMS_FILE = "params.yaml"
 
@@ -55,6 +60,8 @@ def _check_type(section: str, key: str, value: Any, hint: Any, path: str | Path)
         return tuple(_check_type(section, key, v, args[0], path) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # 2e5 or 1.0e+3 written for a count
     if hint is bool and not isinstance(value, bool):
         raise _fail(section, key, value, "must be true or false", path)
     if hint in (int, float) and isinstance(value, bool):
@@ -64,9 +71,16 @@ def _check_type(section: str, key: str, value: Any, hint: Any, path: str | Path)
     return value
 
 
+def load_yaml(text: str) -> Any:
+    """YAML 1.2 with safe types only (no Python objects), as DVC writes it."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        data = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
+    except YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err}); fix the syntax at the line it names") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     return data
@@ -88,8 +102,9 @@ def from_mapping(cls: type[T], section: str, raw: dict[str, Any], path: str | Pa
     for name, field in fields.items():
         if name in raw:
             values[name] = _check_type(section, name, raw[name], hints[name], path)
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ParamsError(f"{section}.{name} in {path}: missing; add it to the {section} section")
+        else:
+            raise ParamsError(f"{section}.{name} in {path}: missing; add `{name}: <value>` to the {section} "
+                              f"section (README, Parameters, says what it means)")
     try:
         return cls(**values)
     except InvalidValue as err:  # raised by __post_init__ checks, reworded with the location

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bertpipe.params import load_yaml
 from bertpipe.artifacts import write_json, write_parquet
 
 from bertpipe.embedded import embedded_model_dir
@@ -48,7 +49,7 @@ def tiny_reviews(n: int = 48) -> pd.DataFrame:
 
 def write_params(path: Path, **sections) -> Path:
     """params.yaml from the project's defaults with the given sections' keys overridden."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_yaml((ROOT / "params.yaml").read_text())
     for section, values in sections.items():
         params.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from stages import ingest, split, tokenize
+from bertpipe.params import load_yaml
 from tests.conftest import copy_project, tiny_reviews, write_params
 
 DATA_STAGES = ["ingest", "split", "tokenize"]
@@ -63,7 +64,7 @@ def sh(cwd: Path, *cmd: str) -> str:
 
 
 def out_hashes(repo: Path) -> dict[str, str]:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock = load_yaml((repo / "dvc.lock").read_text())
     return {out["path"]: out["md5"] for name in DATA_STAGES for out in lock["stages"][name]["outs"]}
 
 
@@ -73,7 +74,7 @@ def test_dvc_repro_force_twice_gives_the_same_hashes(tmp_path):
     repo = copy_project(tmp_path)
     write_source(repo / "data/raw/reviews.csv")
     write_params(repo / "params.yaml", **source_params("data/raw/reviews.csv"))
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline = load_yaml((repo / "dvc.yaml").read_text())
     pipeline["stages"] = {name: pipeline["stages"][name] for name in DATA_STAGES}
     pipeline["stages"]["ingest"]["deps"].append("data/raw/reviews.csv")
     pipeline.pop("plots", None)

@@ -11,6 +11,7 @@ import mlflow
 import pytest
 import yaml
 
+from bertpipe.params import load_yaml
 from tests.conftest import copy_project, tiny_train_params, write_params
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def test_dvc_repro_runs_all_stages_then_has_nothing_to_do(repo, monkeypatch):
     assert (repo / "models/best/model.safetensors").exists()
     assert (repo / "metrics/plots/roc.csv").exists()
 
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock = load_yaml((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"ingest", "split", "tokenize", "train", "evaluate"}
     assert ran_stages(sh(repo, "dvc", "repro")) == []  # up to date right after a run
 
@@ -69,7 +70,7 @@ def test_dvc_repro_runs_all_stages_then_has_nothing_to_do(repo, monkeypatch):
 def test_changing_a_training_param_reruns_only_train_and_evaluate(repo, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
     sh(repo, "dvc", "repro")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = load_yaml((repo / "params.yaml").read_text())
     params["train"]["learning_rate"] = 5e-4
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(sh(repo, "dvc", "repro")) == ["train", "evaluate"]

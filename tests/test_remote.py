@@ -6,8 +6,8 @@ from __future__ import annotations
 import configparser
 
 import pytest
-import yaml
 
+from bertpipe.params import load_yaml
 from tests.conftest import ROOT
 from tests.mlops_helpers import clone_project, ran_stages, reproduced_project, sh
 
@@ -25,7 +25,7 @@ def test_default_remote_is_a_relative_local_folder():
 
 def output_files(root) -> dict[str, bytes]:
     """Every file of every output the lock file names, by path relative to root."""
-    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    lock = load_yaml((root / "dvc.lock").read_text())
     files = {}
     for stage in lock["stages"].values():
         for out in stage.get("outs", []):

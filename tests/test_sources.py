@@ -17,14 +17,17 @@ import pandas as pd
 import pytest
 
 from bertpipe.config import IngestParams
-from bertpipe.params import ParamsError, from_mapping
+from bertpipe.params import ParamsError, from_mapping, read_yaml
 from bertpipe.sources import SourceError, load_source, url_format
+from tests.conftest import ROOT
 
 ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ("great, really great", "pos")]
 
 
 def params(**values) -> IngestParams:
-    return from_mapping(IngestParams, "ingest", {"label_names": [], **values}, "params.yaml")
+    """The project's ingest section with values overridden (label names from the data)."""
+    base = read_yaml(ROOT / "params.yaml")["ingest"]
+    return from_mapping(IngestParams, "ingest", {**base, "label_names": [], **values}, "params.yaml")
 
 
 def load(tmp_path: Path, **values) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import yaml
 
+from bertpipe.params import load_yaml
 from tests.conftest import ROOT
 from tests.mlops_helpers import clone_project, ran_stages, reproduced_project, sh
 
@@ -38,8 +39,8 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path):
 
 
 def test_workflow_triggers_setup_and_secrets():
-    flow = yaml.safe_load(WORKFLOW.read_text())
-    on = flow[True]  # YAML 1.1 reads the key `on` as true
+    flow = load_yaml(WORKFLOW.read_text())
+    on = flow["on"]  # YAML 1.2: `on` is a string (YAML 1.1 would read it as true)
     assert set(on) == {"workflow_dispatch", "schedule", "push"} and on["schedule"][0]["cron"]
     assert set(on["push"]["paths"]) == {"params.yaml", "dvc.yaml", "stages/**", "**.dvc"}
     job = flow["jobs"]["retrain"]
@@ -58,7 +59,7 @@ def test_workflow_triggers_setup_and_secrets():
 @pytest.mark.slow
 def test_retrain_script_runs_locally_on_a_tiny_project(tmp_path_factory, tiny_bert, tmp_path):
     project = clone_project(reproduced_project(tmp_path_factory, tiny_bert), tmp_path / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = load_yaml((project / "params.yaml").read_text())
     params["train"]["learning_rate"] = 0.002
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     gh_summary, gh_output = tmp_path / "step_summary.md", tmp_path / "output.txt"
@@ -73,7 +74,7 @@ def test_retrain_script_runs_locally_on_a_tiny_project(tmp_path_factory, tiny_be
     assert "metrics/test.json" in summary  # the dvc metrics diff table: the new run against HEAD
     assert gh_summary.read_text() == summary
     pushed = {p.name for p in (tmp_path / "bertpipe-dvc-remote").rglob("*") if p.is_file()}
-    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    lock = load_yaml((project / "dvc.lock").read_text())
     best = next(o for o in lock["stages"]["train"]["outs"] if o["path"] == "models/best")
     assert best["md5"][2:] in pushed  # dvc push sent the new model (remote: files/md5/<2>/<rest>)
 
