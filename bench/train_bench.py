@@ -27,14 +27,17 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from bertpipe.params import load_yaml
-from bertpipe.artifacts import TokenizedSplit, write_json, write_tokenized
+from bertpipe.artifacts import TokenizedSplit, write_tokenized
+from bertpipe.contracts import TokenizedMeta
 from bertpipe.embedded import embedded_model_dir
 from bertpipe.logs import setup_logging
 from bertpipe.modeling import autocast_dtype
+from bertpipe.params import load_yaml
 from bertpipe.sources import movie_reviews
 from bertpipe.text import Normalization, normalize
 from bertpipe.tokens import Encoder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("train_bench")
 MODEL = "embedded:minilm-l6"
@@ -111,15 +114,15 @@ def ours(tokens: TokenizedSplit, workdir: Path) -> float:
     write_tokenized(tokens.subset(np.arange(32)), data / "val.safetensors")
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL)))
     tokenizer.save_pretrained(data / "tokenizer")
-    write_json({"model": MODEL, "max_length": MAX_LENGTH, "truncation": "head", "head_tokens": 0,
-                "pad_token_id": tokenizer.pad_token_id}, data / "meta.json")
-    write_json({"labels": ["negative", "positive"], "normalization": {}}, workdir / "dataset.json")
-    params = {"train": {"seed": SEED, "epochs": 1, "batch_size": BATCH, "learning_rate": LR,
-                        "warmup_fraction": WARMUP, "eval_every_steps": 10_000, "save_every_steps": 10_000}}
+    TokenizedMeta(model=MODEL, tokenizer="tokenizer", max_length=MAX_LENGTH, truncation="head", head_tokens=0,
+                  pad_token_id=tokenizer.pad_token_id, labels=["negative", "positive"],
+                  normalization={}).write(data)
+    params = load_yaml((ROOT / "params.yaml").read_text())
+    params["train"].update({"seed": SEED, "epochs": 1, "batch_size": BATCH, "learning_rate": LR,
+                            "warmup_fraction": WARMUP, "eval_every_steps": 10_000, "save_every_steps": 10_000})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
-    train.main(["--params", str(workdir / "params.yaml"), "--data", str(data), "--dataset-meta",
-                str(workdir / "dataset.json"), "--out", str(workdir / "best"), "--state", str(workdir / "state"),
+    train.main(["--params", str(workdir / "params.yaml"), "--data", str(data), "--out", str(workdir / "best"), "--state", str(workdir / "state"),
                 "--run-file", str(workdir / "run.json"), "--metrics", str(workdir / "train.json"),
                 "--curve", str(workdir / "curve.csv")])
     return json.loads((workdir / "train.json").read_text())["train_samples_per_s"]

@@ -11,14 +11,15 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bertpipe.artifacts import TokenizedSplit, read_json, write_json
+from bertpipe.artifacts import TokenizedSplit
 from bertpipe.batching import collate, sorted_batches
+from bertpipe.contracts import CheckpointMeta
 from bertpipe.modeling import autocast
-from bertpipe.text import Normalization, normalize
+from bertpipe.text import normalize
 from bertpipe.tokens import Encoder
 
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
-PIPELINE_META = "pipeline.json"
+PIPELINE_META = CheckpointMeta.FILE
 
 
 @torch.no_grad()
@@ -36,12 +37,12 @@ def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.d
     return probs
 
 
-def save_checkpoint(model, tokenizer_dir: str | Path, meta: dict, out: Path) -> None:
+def save_checkpoint(model, tokenizer_dir: str | Path, meta: CheckpointMeta, out: Path) -> None:
     """A Hugging Face model folder: safetensors weights, config with label maps, tokenizer."""
     model.save_pretrained(out, safe_serialization=True)
     for f in Path(tokenizer_dir).iterdir():
         shutil.copy2(f, out / f.name)
-    write_json(meta, out / PIPELINE_META)
+    meta.write(out)
 
 
 @dataclass
@@ -50,16 +51,16 @@ class Classifier:
 
     model: torch.nn.Module
     encoder: Encoder  # the tokenizer, with the truncation the model was trained with
-    meta: dict
+    meta: CheckpointMeta
     device: torch.device
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | None = None) -> Classifier:
         device = device or torch.device("cpu")
         model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
-        meta = read_json(Path(folder) / PIPELINE_META)
-        encoder = Encoder(AutoTokenizer.from_pretrained(folder), meta["max_length"], meta["truncation"],
-                          meta["head_tokens"])
+        meta = CheckpointMeta.read(folder)
+        encoder = Encoder(AutoTokenizer.from_pretrained(folder), meta.max_length, meta.truncation,
+                          meta.head_tokens)
         return cls(model, encoder, meta, device)
 
     @property
@@ -67,11 +68,11 @@ class Classifier:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        norm = Normalization(**self.meta.get("normalization", {}))
+        norm = self.meta.norm()
         cleaned = [normalize(t, norm) for t in texts]
         rows = self.encoder.encode(cleaned).rows()
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
-        return predict_probs(self.model, split, batch_size, self.device, None, self.meta["pad_token_id"])
+        return predict_probs(self.model, split, batch_size, self.device, None, self.meta.pad_token_id)
 
     def predict_frame(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: the predicted label and a prob_<label> column per class."""

@@ -31,7 +31,8 @@ from bertpipe import plots
 from bertpipe.artifacts import atomic_dir, atomic_path, read_json, read_parquet, read_tokenized, write_json
 from bertpipe.baseline import tfidf_logreg_probs
 from bertpipe.config import EvaluateParams
-from bertpipe.inference import PIPELINE_META, predict_probs
+from bertpipe.contracts import CheckpointMeta
+from bertpipe.inference import predict_probs
 from bertpipe.logs import setup_logging
 from bertpipe.metrics import calibration, per_class_metrics, summary_metrics
 from bertpipe.modeling import autocast_dtype
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_section(EvaluateParams, "evaluate", args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModelForSequenceClassification.from_pretrained(args.model).to(device)
-    meta = read_json(Path(args.model) / PIPELINE_META)
+    meta = CheckpointMeta.read(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     tokens = read_tokenized(f"{args.tokens}/test.safetensors")
     test, train = read_parquet(f"{args.split}/test.parquet"), read_parquet(f"{args.split}/train.parquet")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                          "rerun the pipeline (dvc repro) so both come from the same split")
 
     probs = predict_probs(model, tokens, params.batch_size, device, autocast_dtype(device, params.precision),
-                          meta["pad_token_id"])
+                          meta.pad_token_id)
     labels = tokens.labels
     metrics = summary_metrics(labels, probs)
     metrics["ece"], reliability = calibration(labels, probs, params.calibration_bins)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bertpipe.artifacts import atomic_dir, write_json, write_parquet
 from bertpipe.config import IngestParams
+from bertpipe.contracts import DatasetMeta
 from bertpipe.logs import setup_logging
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.sources import RawTable, load_source
@@ -90,12 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     counts = result.counts(len(raw.rows))
     check(result, counts, params, raw)
 
-    meta = {"labels": list(result.label_names), "normalization": asdict(params.normalization()),
-            "source": params.source, "origin": raw.origin}
+    meta = DatasetMeta(labels=list(result.label_names), normalization=asdict(params.normalization()),
+                       source=params.source, origin=raw.origin)
     with atomic_dir(args.out) as out:
         write_parquet(result.kept, out / "reviews.parquet")
         write_parquet(result.quarantined, out / "quarantine.parquet")
-        write_json(meta, out / "meta.json")
+        meta.write(out)
     write_json(counts, args.metrics)
     log.info("kept %d rows, quarantined %d, removed %d duplicates; classes %s", counts["kept"],
              counts["quarantined"], counts["duplicates_removed"], counts["kept_by_label"])

@@ -2,7 +2,8 @@
 
 In:  <data>/reviews.parquet (id, text, label, source_split) and <data>/meta.json from ingest;
      params `split`.
-Out: <out>/train.parquet, <out>/val.parquet, <out>/test.parquet (id, text, label);
+Out: <out>/train.parquet, <out>/val.parquet, <out>/test.parquet (id, text, label), <out>/meta.json
+     (ingest's, handed on);
      <metrics> (rows per split and class, and where the test split came from).
 When the source has its own test split (aclImdb, Hugging Face), `split.keep_source_test`
 chooses whether it is the test split. Ingest keeps each normalised text once; this stage
@@ -21,8 +22,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from bertpipe.artifacts import atomic_dir, read_json, read_parquet, write_json, write_parquet
+from bertpipe.artifacts import atomic_dir, read_parquet, write_json, write_parquet
 from bertpipe.config import SplitParams
+from bertpipe.contracts import DatasetMeta
 from bertpipe.logs import setup_logging
 from bertpipe.params import PARAMS_FILE, load_section
 
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     df = read_parquet(f"{args.data}/reviews.parquet")
     if "source_split" not in df:  # a source without splits of its own
         df["source_split"] = "train"
-    names = read_json(f"{args.data}/meta.json")["labels"]
+    dataset = DatasetMeta.read(args.data)
+    names = dataset.labels
     check_input(df, names, f"{args.data}/reviews.parquet")
 
     parts, from_source = split_table(df, params, names)
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.out) as out:
         for name, part in parts.items():
             write_parquet(part, out / f"{name}.parquet")
+        dataset.write(out)  # handed on to tokenize: class names and normalisation
     counts = class_counts(parts, names)
     write_json({**counts, "test_is_source_test_split": from_source}, args.metrics)
     log.info("split %d rows: %s (test %s)", len(df), {k: v["rows"] for k, v in counts.items()},

@@ -1,9 +1,10 @@
 """Tokenize: the model's fast tokenizer, batched and in chunks; unpadded ids saved as tensors.
 
-In:  <data>/{train,val,test}.parquet from split; params `tokenize`.
+In:  <data>/{train,val,test}.parquet and <data>/meta.json (class names, normalisation) from split;
+     params `tokenize`.
 Out: <out>/{train,val,test}.safetensors (input_ids int32 flat, offsets int64, labels int64),
-     <out>/tokenizer/ (the tokenizer, saved for the checkpoint), <out>/meta.json (model name
-     and truncation settings, read by train), <metrics> (length statistics per split).
+     <out>/tokenizer/ (the tokenizer, saved for the checkpoint), <out>/meta.json (a TokenizedMeta:
+     model, tokenizer, truncation, pad id, class names; read by train), <metrics> (length statistics per split).
 Each chunk of `tokenize.chunk_rows` texts is one call to the Rust tokenizer, which encodes it
 on all cores; truncation keeps the head, the tail, or both (`tokenize.truncation`). Ids are
 written as they come, so memory holds one chunk, not the split.
@@ -24,6 +25,7 @@ from transformers import AutoTokenizer
 
 from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import TokenizeParams
+from bertpipe.contracts import DatasetMeta, TokenizedMeta
 from bertpipe.logs import setup_logging
 from bertpipe.modeling import resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
@@ -31,6 +33,7 @@ from bertpipe.tokens import Encoder, TokenFileWriter, length_stats
 
 log = logging.getLogger("tokenize")
 SPLITS = ("train", "val", "test")
+TOKENIZER_DIR = "tokenizer"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,6 +75,7 @@ def tokenize_file(path: str, encoder: Encoder, out: Path, chunk_rows: int) -> np
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_section(TokenizeParams, "tokenize", args.params)
+    dataset = DatasetMeta.read(args.data)
     tokenizer = load_tokenizer(params)
     encoder = Encoder(tokenizer, params.max_length, params.truncation, params.head_tokens)
 
@@ -81,9 +85,11 @@ def main(argv: list[str] | None = None) -> None:
             lengths = tokenize_file(f"{args.data}/{name}.parquet", encoder, out / f"{name}.safetensors",
                                     params.chunk_rows)
             stats[name] = length_stats(lengths, encoder.budget)
-        tokenizer.save_pretrained(out / "tokenizer")
-        write_json({"model": params.model, "max_length": params.max_length, "truncation": params.truncation,
-                    "head_tokens": params.head_tokens, "pad_token_id": tokenizer.pad_token_id}, out / "meta.json")
+        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        TokenizedMeta(model=params.model, tokenizer=TOKENIZER_DIR, max_length=params.max_length,
+                      truncation=params.truncation, head_tokens=params.head_tokens,
+                      pad_token_id=tokenizer.pad_token_id, labels=dataset.labels,
+                      normalization=dataset.normalization).write(out)
     write_json(stats, args.metrics)
     log.info("token lengths: %s", stats)
 

@@ -1,13 +1,13 @@
 """Train: fine-tune a pretrained encoder; keep the best checkpoint by the validation metric.
 
-In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json from tokenize;
-     <dataset-meta> (label names, normalisation) from ingest; params `train`.
+In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json (TokenizedMeta: model,
+     truncation, class names, normalisation) from tokenize; params `train`.
 Out: <out>/ a Hugging Face model folder (safetensors, config with id2label, tokenizer);
      <run-file> (the MLflow run id, for evaluate); <metrics>; <curve> (loss and validation
      metric per step, a DVC plot); <state>/ the resumable checkpoint (DVC `persist: true`):
      a killed run started again continues from its last save, in the same MLflow run.
 
-Run: python -m stages.train --data data/tokenized --dataset-meta data/ingested/meta.json \
+Run: python -m stages.train --data data/tokenized \
        --out models/best --state models/resume --run-file models/run.json \
        --metrics metrics/train.json --curve metrics/train_curve.csv
 Several processes: torchrun --nproc-per-node N -m stages.train ... (DDP; rank 0 logs and saves).
@@ -30,9 +30,10 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from bertpipe import distributed as dist
-from bertpipe.artifacts import atomic_dir, atomic_path, read_json, read_tokenized, write_json
+from bertpipe.artifacts import atomic_dir, atomic_path, read_tokenized, write_json
 from bertpipe.batching import collate, length_grouped_batches, shard
 from bertpipe.config import TrainParams
+from bertpipe.contracts import CheckpointMeta, TokenizedMeta
 from bertpipe.inference import Classifier, predict_probs, save_checkpoint
 from bertpipe.logs import setup_logging
 from bertpipe.metrics import is_better, selection_value, summary_metrics
@@ -50,7 +51,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default=PARAMS_FILE)
     p.add_argument("--data", required=True, help="tokenize output folder")
-    p.add_argument("--dataset-meta", required=True, help="ingest meta.json (label names, normalisation)")
     p.add_argument("--out", required=True, help="best checkpoint folder")
     p.add_argument("--state", required=True, help="resumable checkpoint folder (persistent)")
     p.add_argument("--run-file", required=True, help="JSON file naming the MLflow run")
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     dist.init()
     device = dist.device()
     dtype = autocast_dtype(device, p.precision)
-    meta = read_json(f"{args.data}/meta.json")
-    labels = read_json(args.dataset_meta)["labels"]
+    meta = TokenizedMeta.read(args.data)
     train, val = read_tokenized(f"{args.data}/train.safetensors"), read_tokenized(f"{args.data}/val.safetensors")
 
     steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     run = start_run(p.mlflow_experiment, state.run_id) if dist.is_main() else None  # fails fast if unreachable
 
     torch.manual_seed(p.seed)  # build the model after seeding so the seed controls the new head's init
-    model = build_model(meta["model"], labels, device)
+    model = build_model(meta.model, meta.labels, device)
     optimizer, scheduler = build_optimizer(model, p, device, total_steps)
     if state.step:
         state.restore(model, optimizer, scheduler)
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     elif run:
         state.run_id = run.info.run_id
         log_run_inputs(args, p, meta, train, val, total_steps, device, dtype)
-    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews", meta["model"], device,
+    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews", meta.model, device,
              dtype or torch.float32, total_steps, p.batch_size, dist.world_size(), p.grad_accum_steps)
 
     ddp_model = dist.wrap(model)
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         for start in range(state.batch_pos, usable, p.grad_accum_steps):
             step_loss = 0.0
             for rows in batches[start : start + p.grad_accum_steps]:
-                batch = {k: v.to(device) for k, v in collate(train, rows, meta["pad_token_id"]).items()}
+                batch = {k: v.to(device) for k, v in collate(train, rows, meta.pad_token_id).items()}
                 with autocast(device, dtype):
                     loss = ddp_model(**batch).loss / p.grad_accum_steps
                 loss.backward()
@@ -191,9 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     dist.shutdown()
 
 
-def log_run_inputs(args, p: TrainParams, meta: dict, train, val, total_steps: int, device, dtype) -> None:
-    mlflow.log_params({**asdict(p), "model": meta["model"], "max_length": meta["max_length"],
-                       "truncation": meta["truncation"], "head_tokens": meta["head_tokens"],
+def log_run_inputs(args, p: TrainParams, meta: TokenizedMeta, train, val, total_steps: int, device,
+                   dtype) -> None:
+    mlflow.log_params({**asdict(p), "model": meta.model, "max_length": meta.max_length,
+                       "truncation": meta.truncation, "head_tokens": meta.head_tokens,
                        "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
                        "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
     mlflow.set_tags(run_tags(str(device)))
@@ -201,12 +201,12 @@ def log_run_inputs(args, p: TrainParams, meta: dict, train, val, total_steps: in
     log_dataset(f"{args.data}/val.safetensors", "val", "validation", val.labels, val.lengths)
 
 
-def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: dict, state: ResumeState,
+def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: TokenizedMeta, state: ResumeState,
                            meter: Meter, args, run) -> None:
     """Score validation, log it with throughput, save the checkpoint when it is the best so far."""
     rates = meter.close_window()
     metrics = summary_metrics(val.labels, predict_probs(model, val, p.eval_batch_size, device, dtype,
-                                                        meta["pad_token_id"]))
+                                                        meta.pad_token_id))
     model.train()
     value = selection_value(p.metric, metrics)
     state.history.append({"step": state.step, "train_loss": meter.loss / max(meter.steps, 1), "val_metric": value})
@@ -217,20 +217,13 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: dict
         state.bad_evals = 0
         if dist.is_main():
             with atomic_dir(Path(args.state) / "best") as tmp:
-                save_checkpoint(model, f"{args.data}/tokenizer", checkpoint_meta(meta, args), tmp)
+                save_checkpoint(model, f"{args.data}/{meta.tokenizer}", CheckpointMeta.from_tokenized(meta), tmp)
     else:
         state.bad_evals += 1
         state.stopped = 0 < p.early_stopping_patience <= state.bad_evals
     log.info("step %d: val %s=%.4f (best %.4f at step %d), %.1f samples/s%s", state.step, p.metric, value,
              state.best_value, state.best_step, rates["samples_per_s"], ", stopping early" if state.stopped else "")
     meter.reset()
-
-
-def checkpoint_meta(meta: dict, args) -> dict:
-    dataset = read_json(args.dataset_meta)
-    return {"base_model": meta["model"], "max_length": meta["max_length"], "truncation": meta["truncation"],
-            "head_tokens": meta["head_tokens"], "pad_token_id": meta["pad_token_id"],
-            "normalization": dataset["normalization"], "labels": dataset["labels"]}
 
 
 def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, registered_model: str) -> None:

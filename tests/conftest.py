@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from bertpipe.params import load_yaml
-from bertpipe.artifacts import write_json, write_parquet
+from bertpipe.artifacts import write_parquet
+from bertpipe.contracts import DatasetMeta
 
 from bertpipe.embedded import embedded_model_dir
 
@@ -87,7 +88,7 @@ def copy_project(dest: Path) -> Path:
 def make_ingested(folder: Path, n: int = 48) -> None:
     """What ingest would write for tiny_reviews(n)."""
     write_parquet(tiny_reviews(n), folder / "reviews.parquet")
-    write_json({"labels": ["negative", "positive"], "normalization": {}}, folder / "meta.json")
+    DatasetMeta(labels=["negative", "positive"], normalization={}, source="csv").write(folder)
 
 
 @pytest.fixture
@@ -112,6 +113,6 @@ def prepare_tokenized(tmp_path: Path, model: Path, n: int) -> Path:
 def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
     """Arguments of the train stage on the `tokenized` fixture; outputs named with the tag."""
     out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "curve.csv")}
-    return ["--params", str(params), "--data", str(tmp_path / "tok"), "--dataset-meta", str(tmp_path / "ing/meta.json"),
+    return ["--params", str(params), "--data", str(tmp_path / "tok"),
             "--out", out["best"], "--state", out["resume"], "--run-file", out["run.json"],
             "--metrics", out["train.json"], "--curve", out["curve.csv"]]

@@ -15,8 +15,9 @@ import mlflow
 import pytest
 import torch
 
-from bertpipe.artifacts import write_json, write_parquet
-from bertpipe.inference import PIPELINE_META, Classifier
+from bertpipe.artifacts import write_parquet
+from bertpipe.contracts import CheckpointMeta
+from bertpipe.inference import Classifier
 from bertpipe.tracking import log_classifier
 from tests.conftest import ROOT, copy_project, tiny_reviews, tiny_train_params, write_params
 
@@ -39,8 +40,8 @@ def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
         model.classifier.bias.copy_(torch.tensor([-6.0, 6.0] if favour == 1 else [6.0, -6.0]))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    write_json({"base_model": str(tiny_bert), "max_length": 64, "truncation": "head_tail", "head_tokens": 16,
-                "pad_token_id": 0, "normalization": {}, "labels": LABELS}, folder / PIPELINE_META)
+    CheckpointMeta(base_model=str(tiny_bert), max_length=64, truncation="head_tail", head_tokens=16,
+                   pad_token_id=0, normalization={}, labels=LABELS).write(folder)
     return folder
 
 

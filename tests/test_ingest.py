@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from bertpipe.contracts import DatasetMeta
 from stages import ingest
 from tests.conftest import write_params
 
@@ -47,10 +48,10 @@ def test_every_row_is_kept_quarantined_or_counted_as_duplicate(tmp_path):
     kept = pd.read_parquet(tmp_path / "ing/reviews.parquet")
     assert list(kept.columns) == ["id", "text", "label", "source_split"]
     assert kept["text"].is_unique and kept["label"].tolist() == [1, 0, 1, 0, 1, 0]
-    meta = json.loads((tmp_path / "ing/meta.json").read_text())
-    assert meta["labels"] == ["neg", "pos"] and meta["source"] == "csv"
-    assert meta["origin"]["path"].endswith("r.csv") and len(meta["origin"]["sha256"]) == 64
-    assert meta["normalization"] == {"html_breaks": True, "html_entities": True, "whitespace": True,
+    meta = DatasetMeta.read(tmp_path / "ing")
+    assert meta.labels == ["neg", "pos"] and meta.source == "csv"
+    assert meta.origin["path"].endswith("r.csv") and len(meta.origin["sha256"]) == 64
+    assert meta.normalization == {"html_breaks": True, "html_entities": True, "whitespace": True,
                                      "unicode_nfc": True}
 
 
@@ -58,9 +59,9 @@ def test_label_order_from_params_travels_to_meta(tmp_path):
     rows = [(f"text number {i}", ["bad", "okay", "good"][i % 3]) for i in range(9)]
     write_csv(tmp_path / "r.csv", rows)
     run(tmp_path, label_names=["bad", "okay", "good"])
-    meta = json.loads((tmp_path / "ing/meta.json").read_text())
+    meta = DatasetMeta.read(tmp_path / "ing")
     kept = pd.read_parquet(tmp_path / "ing/reviews.parquet")
-    assert meta["labels"] == ["bad", "okay", "good"]  # train turns this into the model's id2label
+    assert meta.labels == ["bad", "okay", "good"]  # train turns this into the model's id2label
     assert kept["label"].tolist() == [0, 1, 2] * 3
 
 

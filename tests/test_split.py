@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from bertpipe.artifacts import write_json, write_parquet
+from bertpipe.artifacts import write_parquet
+from bertpipe.contracts import DatasetMeta
 from stages import split
 from tests.conftest import write_params
 
@@ -20,7 +21,7 @@ def ingested(folder, n: int, test_rows: int = 0, positive_share: float = 0.5) ->
                        "label": [int((i * positive_share) % 1 < positive_share) for i in range(n)],
                        "source_split": ["train"] * (n - test_rows) + ["test"] * test_rows})
     write_parquet(df, folder / "reviews.parquet")
-    write_json({"labels": NAMES, "normalization": {}}, folder / "meta.json")
+    DatasetMeta(labels=NAMES, normalization={}, source="csv").write(folder)
     return df
 
 

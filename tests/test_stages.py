@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from bertpipe.artifacts import read_tokenized
+from bertpipe.contracts import DatasetMeta, TokenizedMeta
 from stages import evaluate, ingest, split, train
 from tests.conftest import make_ingested, prepare_tokenized, train_args, write_params
 
@@ -24,8 +25,8 @@ def test_ingest_default_reads_real_imdb_reviews(tmp_path):
     assert len(df) == counts["kept"] > 24_800 and list(df.columns) == ["id", "text", "label", "source_split"]
     assert not df["text"].str.contains("<br", regex=False).any()  # HTML breaks normalised
     assert df["text"].is_unique
-    meta = json.loads((tmp_path / "ing/meta.json").read_text())
-    assert meta["labels"] == ["negative", "positive"]
+    meta = DatasetMeta.read(tmp_path / "ing")
+    assert meta.labels == ["negative", "positive"]
     assert set(df["label"]) == {0, 1}
 
 
@@ -55,8 +56,8 @@ def test_tokenize_writes_unpadded_ids_and_stats(tmp_path, tiny_bert):
     assert (train_tokens.labels == texts["label"].to_numpy()).all()
     assert train_tokens.lengths.max() <= 64 and train_tokens.lengths.min() < 20  # unpadded
     assert train_tokens.row(0)[0] == 101 and train_tokens.row(0)[-1] == 102
-    meta = json.loads((tmp_path / "tok/meta.json").read_text())
-    assert meta["model"] == str(tiny_bert) and meta["truncation"] == "head_tail"
+    meta = TokenizedMeta.read(tmp_path / "tok")
+    assert meta.model == str(tiny_bert) and meta.truncation == "head_tail"
     stats = json.loads((tmp_path / "t.json").read_text())
     assert stats["train"]["rows"] == len(texts) and 0 < stats["train"]["mean_tokens"] < 40
 
