@@ -15,7 +15,6 @@ from bertpipe.artifacts import TokenizedSplit
 from bertpipe.batching import collate, sorted_batches
 from bertpipe.contracts import CheckpointMeta
 from bertpipe.modeling import autocast
-from bertpipe.text import normalize
 from bertpipe.tokens import Encoder
 
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
@@ -68,9 +67,7 @@ class Classifier:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        norm = self.meta.norm()
-        cleaned = [normalize(t, norm) for t in texts]
-        rows = self.encoder.encode(cleaned).rows()
+        rows = self.encoder.encode(texts, self.meta.norm()).rows()  # long texts cut, then normalised
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
         return predict_probs(self.model, split, batch_size, self.device, None, self.meta.pad_token_id)
 

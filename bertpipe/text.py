@@ -1,4 +1,15 @@
-"""Text normalisation, explicit and configurable, shared by ingest and prediction."""
+"""Text normalisation, explicit and configurable, shared by ingest and prediction.
+
+Every step is linear in the text's length (no pattern here can backtrack over a run of
+whitespace), so a hostile text of megabytes costs what its size costs, no more.
+
+What `whitespace` does: zero-width characters (U+200B zero width space, U+200C zero width
+non-joiner, U+200D zero width joiner, U+2060 word joiner, U+FEFF byte order mark) are removed,
+so texts that differ only by them are duplicates; a run of whitespace that holds a line break
+becomes one newline; other runs of spaces, tabs and no-break spaces become one space; the
+text is trimmed. Nothing else is removed (control characters such as NUL stay; the
+tokenizer drops them, and validation quarantines texts made only of them).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +19,39 @@ import unicodedata
 from dataclasses import dataclass
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_ZERO_WIDTH = re.compile(f"[{ZERO_WIDTH}]+")
+# Each maximal run of whitespace is matched once, from its first character: linear.
+_WHITESPACE_RUN = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
-_NEWLINES = re.compile(r"\s*\n\s*")
 
 
 @dataclass(frozen=True)
 class Normalization:
     html_breaks: bool = True  # "<br /><br />" -> newline
     html_entities: bool = True  # "&amp;" -> "&"
-    whitespace: bool = True  # collapse runs of spaces, trim
+    whitespace: bool = True  # drop zero-width characters, collapse runs of spaces, trim
     unicode_nfc: bool = True
 
 
+def _collapse(run: re.Match) -> str:
+    """A run of whitespace: one newline when it holds one, else its spaces and tabs as one space."""
+    text = run.group()
+    return "\n" if "\n" in text else _SPACES.sub(" ", text)
+
+
 def normalize(text: str, norm: Normalization) -> str:
-    if norm.unicode_nfc:
-        text = unicodedata.normalize("NFC", text)
+    """The steps in an order that makes a second pass change nothing (NFC after unescaping and
+    after zero-width characters are gone), except on text escaped twice ("&amp;lt;" is
+    unescaped once) or break tags nested in break tags ("<br<br>>")."""
     if norm.html_breaks:
         text = _BR.sub("\n", text)
     if norm.html_entities:
         text = html.unescape(text)
     if norm.whitespace:
-        text = _NEWLINES.sub("\n", _SPACES.sub(" ", text)).strip()
+        text = _ZERO_WIDTH.sub("", text)
+    if norm.unicode_nfc:
+        text = unicodedata.normalize("NFC", text)
+    if norm.whitespace:
+        text = _WHITESPACE_RUN.sub(_collapse, text).strip()
     return text

