@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 import tarfile
 import urllib.error
 import urllib.parse
@@ -40,6 +41,9 @@ SENTIMENT_NAMES = {"0": "negative", "1": "positive"}
 ACLIMDB_NAMES = {"neg": "negative", "pos": "positive"}
 ACLIMDB_IGNORED = {"unsup"}  # unlabelled reviews
 DOWNLOAD_TIMEOUT_S = 60
+# The csv module refuses fields over 128 KiB by default; a long review is a normal row (tokenize
+# cuts it), so a field may be as long as the platform allows.
+CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 URL_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
                ".tgz": "aclimdb", ".tar": "aclimdb"}
 
@@ -131,6 +135,7 @@ def read_delimited(path: Path, delimiter: str, text_column: str, label_column: s
     """A CSV or TSV file with a header line; fails on a line that cannot be parsed, naming it."""
     kind = "TSV" if delimiter == "\t" else "CSV"
     rows = []
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with _open_text(_existing_file(path)) as f:
         reader = csv.reader(f, delimiter=delimiter, strict=True)
         line = 0

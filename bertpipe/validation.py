@@ -15,13 +15,18 @@ import pandas as pd
 from bertpipe.text import Normalization, normalize
 
 REASON_UNDECODABLE = "undecodable bytes (not UTF-8)"
+REASON_UNENCODABLE = "code points that cannot be written as UTF-8 (lone surrogates)"
 REASON_EMPTY = "empty text"
+REASON_NUL = "only NUL characters"
+REASON_EMPTY_NORMALIZED = "empty after normalisation"
 REASON_NO_LABEL = "missing label"
 REASON_UNKNOWN_LABEL = "unknown label"
 REASON_CONFLICT = "duplicate text with conflicting labels"
 
 # Readers decode with errors="surrogateescape": each byte that is not UTF-8 becomes a lone surrogate.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+# Other lone surrogates (a JSON "\ud83d" escape) are the only code points UTF-8 cannot hold.
+_UNENCODABLE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 _INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
 
 
@@ -101,22 +106,35 @@ def class_ids(labels: pd.Series, names: tuple[str, ...]) -> pd.Series:
     return labels.map(lookup).astype("int64")
 
 
-def _has_bad_bytes(value: object) -> bool:
-    return isinstance(value, str) and _UNDECODABLE.search(value) is not None
+def _bad_code_points(value: object) -> str:
+    """Why a raw text or label cannot be stored as UTF-8 ("" when it can)."""
+    if not isinstance(value, str):
+        return ""
+    if _UNDECODABLE.search(value):
+        return REASON_UNDECODABLE
+    return REASON_UNENCODABLE if _UNENCODABLE.search(value) else ""
+
+
+def text_reason(raw: object, normalized: str) -> str:
+    """Why a text is unusable in itself ("" = usable); raw has no bad code points."""
+    if not isinstance(raw, str) or not raw.strip():
+        return REASON_EMPTY
+    if not normalized.replace("\x00", "").strip():
+        return REASON_NUL if "\x00" in normalized else REASON_EMPTY_NORMALIZED
+    return ""
 
 
 def readable(text: object) -> str:
-    """Text that can be written to parquet: undecodable bytes shown as U+FFFD."""
+    """Text that can be written to parquet: undecodable bytes and lone surrogates shown as U+FFFD."""
     if not isinstance(text, str):
         return ""
+    text = _UNENCODABLE.sub("\ufffd", text)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def reasons(text: pd.Series, labels: pd.Series, ids: pd.Series, undecodable: pd.Series) -> pd.Series:
+def reasons(text: pd.Series, labels: pd.Series, ids: pd.Series, text_reasons: pd.Series) -> pd.Series:
     """Why each row is set aside ("" = usable): the first reason that applies, in this order."""
-    reason = pd.Series("", index=text.index, dtype=object)
-    reason[undecodable] = REASON_UNDECODABLE
-    reason[(reason == "") & (text == "")] = REASON_EMPTY
+    reason = text_reasons.astype(object).copy()
     reason[(reason == "") & labels.isna()] = REASON_NO_LABEL
     reason[(reason == "") & (ids < 0)] = REASON_UNKNOWN_LABEL
     ok = reason == ""
@@ -148,17 +166,20 @@ def validate(raw: pd.DataFrame, norm: Normalization,
     source_split = df["source_split"] if "source_split" in df else pd.Series("train", index=df.index)
     # Lists, not Series.map: pandas would infer its str dtype and turn None into NaN.
     labels = pd.Series([label_text(v) for v in df["label"]], index=df.index, dtype=object)
-    undecodable = pd.Series([_has_bad_bytes(t) or _has_bad_bytes(v) for t, v in zip(df["text"], labels)],
-                            index=df.index, dtype=bool)
+    bad_code = pd.Series([_bad_code_points(t) or _bad_code_points(v) for t, v in zip(df["text"], labels)],
+                         index=df.index, dtype=object)
+    undecodable = bad_code != ""
     text = pd.Series([normalize(t, norm) if isinstance(t, str) and not bad else ""
                       for t, bad in zip(df["text"], undecodable)], index=df.index, dtype=object)
+    text_reasons = pd.Series([bad or text_reason(raw, t) for raw, t, bad in zip(df["text"], text, bad_code)],
+                             index=df.index, dtype=object)
     if label_map:
         labels = pd.Series([label_map.get(v, v) if v is not None else None for v in labels], index=df.index,
                            dtype=object)
     names = class_names(labels, label_names)
     ids = class_ids(labels, names)
 
-    reason = reasons(text, labels, ids, undecodable)
+    reason = reasons(text, labels, ids, text_reasons)
     keep, removed = keep_one_copy(text[reason == ""], source_split)
     kept = pd.DataFrame({
         "id": df.loc[keep, "source_row"].astype("int64").to_numpy(),

@@ -81,3 +81,28 @@ def test_fewer_than_two_classes_fail(tmp_path):
     with pytest.raises(ValueError, match=r"fewer than two classes remain after validation of .*r\.csv: "
                                          r"\{'neg': 0, 'pos': 6\}.*check ingest.label_column='sentiment'"):
         run(tmp_path)
+
+
+def test_hostile_texts_are_quarantined_with_their_own_reasons(tmp_path):
+    """Lone surrogates (valid JSON escapes), NUL-only and empty-after-normalisation texts are set
+    aside, zero-width characters do not hide duplicates, a 10 MB text is a normal row."""
+    lines = [json.dumps({"review": t, "sentiment": lab}) for t, lab in GOOD]
+    lines += ['{"review": "broken emoji \\ud83d here", "sentiment": "pos"}',  # a lone high surrogate
+              '{"review": "fine", "sentiment": "\\udfff"}',  # ... in a label
+              json.dumps({"review": "\x00\x00 \x00", "sentiment": "neg"}),
+              json.dumps({"review": "<br /><br />\u200b&nbsp;", "sentiment": "pos"}),
+              json.dumps({"review": "\ufeffa wonder\u200bful film\u200d", "sentiment": "pos"}),  # duplicate of line 1
+              json.dumps({"review": "huge " * 2_100_000, "sentiment": "neg"})]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    counts = run(tmp_path, source="jsonl", path=str(tmp_path / "r.jsonl"), max_quarantine_fraction=0.5)
+    assert counts["rows_in"] == 12
+    assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
+    assert (counts["kept"], counts["quarantined"], counts["duplicates_removed"]) == (7, 4, 1)
+    q = pd.read_parquet(tmp_path / "ing/quarantine.parquet")
+    assert dict(zip(q["location"], q["reason"])) == {
+        "line 7": "code points that cannot be written as UTF-8 (lone surrogates)",
+        "line 8": "code points that cannot be written as UTF-8 (lone surrogates)",
+        "line 9": "only NUL characters", "line 10": "empty after normalisation"}
+    assert q["text"].tolist()[0] == "broken emoji \ufffd here"
+    kept = pd.read_parquet(tmp_path / "ing/reviews.parquet")
+    assert len(kept["text"].iloc[-1]) == len("huge " * 2_100_000) - 1

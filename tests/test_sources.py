@@ -252,3 +252,28 @@ def test_missing_file_and_folder_are_named(tmp_path):
 def test_source_params_are_checked_at_start(values, match):
     with pytest.raises(ParamsError, match=match):
         params(**values)
+
+
+HUGE = "a long review, " * 700_000  # 10.5 MB in one field, far over the csv module's 128 KiB default
+
+
+@pytest.mark.parametrize("source", ["csv", "tsv", "jsonl", "parquet"])
+def test_a_10_mb_text_is_a_normal_row(tmp_path, source):
+    frame = pd.DataFrame({"text": ["short", HUGE, "after"], "label": ["pos", "neg", "pos"]})
+    path = tmp_path / f"r.{source}"
+    if source in ("csv", "tsv"):
+        frame.to_csv(path, sep="," if source == "csv" else "\t", index=False)
+    elif source == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    rows = load(tmp_path, source=source, path=str(path))
+    assert rows["text"].tolist() == ["short", HUGE, "after"] and rows["label"].tolist() == ["pos", "neg", "pos"]
+    if source in ("csv", "tsv"):
+        assert rows["location"].tolist() == ["line 2", "line 3", "line 4"]
+
+
+def test_line_numbers_stay_right_after_a_huge_field(tmp_path):
+    (tmp_path / "r.csv").write_text(f'text,label\n"{HUGE}",pos\nbad,neg,extra\n')
+    with pytest.raises(SourceError, match=r"r\.csv line 3: 3 fields where the header has 2"):
+        load(tmp_path, source="csv", path=str(tmp_path / "r.csv"))
