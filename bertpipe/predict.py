@@ -31,7 +31,7 @@ import torch
 
 from bertpipe.artifacts import atomic_path
 from bertpipe.inference import Classifier
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.registry import resolve_checkpoint
 from bertpipe.tracking import configure
 
@@ -157,5 +157,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    run_cli(main)

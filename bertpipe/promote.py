@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,18 @@ from mlflow.entities.model_registry import ModelVersion
 from bertpipe.artifacts import read_parquet
 from bertpipe.config import PromoteParams, TrainParams
 from bertpipe.inference import Classifier
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.metrics import selection_value, summary_metrics
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.registry import CHALLENGER, CHAMPION, Decision, decide, resolve_checkpoint, set_champion, version_by_alias
+from bertpipe.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    decide,
+    resolve_checkpoint,
+    set_champion,
+    version_by_alias,
+)
 from bertpipe.tracking import configure
 
 log = logging.getLogger("promote")
@@ -152,5 +159,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    sys.exit(main())
+    run_cli(main)

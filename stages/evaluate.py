@@ -33,7 +33,7 @@ from bertpipe.baseline import tfidf_logreg_probs
 from bertpipe.config import EvaluateParams
 from bertpipe.contracts import CheckpointMeta
 from bertpipe.inference import predict_probs
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.metrics import calibration, per_class_metrics, summary_metrics
 from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
@@ -155,5 +155,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    run_cli(main)

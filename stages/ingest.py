@@ -24,7 +24,7 @@ from pathlib import Path
 from bertpipe.artifacts import atomic_dir, write_json, write_parquet
 from bertpipe.config import IngestParams
 from bertpipe.contracts import DatasetMeta
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.sources import RawTable, load_source
 from bertpipe.validation import REASON_EMPTY, Validated, validate
@@ -103,5 +103,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    run_cli(main)

@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from bertpipe.artifacts import atomic_dir, read_parquet, write_json, write_parquet
 from bertpipe.config import SplitParams
 from bertpipe.contracts import DatasetMeta
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.params import PARAMS_FILE, load_section
 
 log = logging.getLogger("split")
@@ -145,5 +145,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    run_cli(main)

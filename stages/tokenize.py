@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import TokenizeParams
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.modeling import resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.tokens import Encoder, TokenFileWriter, length_stats
@@ -95,5 +95,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    run_cli(main)

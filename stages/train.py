@@ -35,7 +35,7 @@ from bertpipe.batching import collate, length_grouped_batches, shard
 from bertpipe.config import TrainParams
 from bertpipe.contracts import CheckpointMeta, TokenizedMeta
 from bertpipe.inference import Classifier, predict_probs, save_checkpoint
-from bertpipe.logs import setup_logging
+from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
 from bertpipe.modeling import autocast, autocast_dtype, resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
@@ -248,5 +248,4 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, regist
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    run_cli(main)

@@ -8,7 +8,14 @@ from bertpipe.artifacts import TokenizedSplit, read_tokenized, write_tokenized
 from bertpipe.embedded import embedded_model_dir
 from bertpipe.sources import movie_reviews
 from bertpipe.text import Normalization, normalize
-from bertpipe.tokens import Encoder, SpecialLayout, TokenFileWriter, cut_windows, length_stats, truncate
+from bertpipe.tokens import (
+    Encoder,
+    SpecialLayout,
+    TokenFileWriter,
+    cut_windows,
+    length_stats,
+    truncate,
+)
 
 
 def test_truncate_strategies():
