@@ -1,10 +1,48 @@
 """The MLflow pyfunc model, logged as code (MLflow "models from code"), so loading it
-unpickles nothing: a DataFrame with a `text` column in; label and class probabilities out."""
+unpickles nothing: a DataFrame with a `text` column in; label and class probabilities out.
+
+A request is checked before any text is scored: more than MAX_ROWS_PER_REQUEST rows, a
+missing `text` column, or a text that is null, not a string or empty is refused with HTTP 400
+(INVALID_PARAMETER_VALUE) naming the row. Long texts are cut to what the model reads (see
+bertpipe.tokens), so a 10 MB text costs what a long review costs.
+"""
 
 from __future__ import annotations
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+# Rows one request may hold: bounds a request's memory and time (split bigger batches, or use
+# `python -m bertpipe.predict --input FILE`, which has no limit).
+MAX_ROWS_PER_REQUEST = 1000
+
+
+def _refuse(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def checked_texts(model_input) -> list[str]:
+    """The request's texts, or an MlflowException (HTTP 400) that names the first bad row."""
+    if isinstance(model_input, pd.DataFrame):
+        if "text" not in model_input.columns:
+            raise _refuse(f"the request has no 'text' column (columns: {', '.join(map(str, model_input.columns))}); "
+                          'send {"dataframe_records": [{"text": "..."}]}')
+        texts = model_input["text"].tolist()
+    else:
+        texts = list(model_input)
+    if len(texts) > MAX_ROWS_PER_REQUEST:
+        raise _refuse(f"the request has {len(texts)} rows, more than the {MAX_ROWS_PER_REQUEST} one request may "
+                      "hold; split it into smaller requests")
+    for row, text in enumerate(texts, start=1):
+        if text is None or (isinstance(text, float) and text != text):
+            raise _refuse(f"row {row}: text is null; every row needs a non-empty string")
+        if not isinstance(text, str):
+            raise _refuse(f"row {row}: text is a {type(text).__name__} ({text!r:.40}), not a string")
+        if not text.strip():
+            raise _refuse(f"row {row}: text is empty; every row needs a non-empty string")
+    return texts
 
 
 class TextClassifierModel(mlflow.pyfunc.PythonModel):
@@ -14,8 +52,7 @@ class TextClassifierModel(mlflow.pyfunc.PythonModel):
         self.classifier = Classifier.load(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        texts = model_input["text"] if isinstance(model_input, pd.DataFrame) else model_input
-        return self.classifier.predict_frame([str(t) for t in texts])
+        return self.classifier.predict_frame(checked_texts(model_input))
 
 
 mlflow.models.set_model(TextClassifierModel())

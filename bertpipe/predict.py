@@ -4,9 +4,10 @@ In:  --model, a checkpoint folder (models/best), an MLflow model folder, or an M
      (models:/<name>@champion, models:/<name>/<version>, runs:/<run id>/model) resolved
      against MLFLOW_TRACKING_URI (default sqlite:///mlflow.db); texts as arguments, a CSV
      or JSONL file (--input; '-' for stdin), or stdin with one text per line.
-Out: the same rows with the predicted `label` and one `prob_<class>` column per class
-     (prefixed `predicted_` when the input already has such a column), as JSONL on stdout,
-     or CSV / JSONL in --output. A row without text is kept, with empty predictions.
+Out: the same rows, one per input line or row, with the predicted `label`, one `prob_<class>`
+     column per class and a `reason` column (prefixed `predicted_` when the input already has
+     such a column), as JSONL on stdout, or CSV / JSONL in --output. A row without text (a
+     blank line too) is kept, with empty predictions and the reason.
 
 Run: python -m bertpipe.predict --model models/best "A wonderful film." "Dull and far too long."
      python -m bertpipe.predict --model models:/imdb-sentiment-classifier@champion \
@@ -39,6 +40,7 @@ log = logging.getLogger("predict")
 SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 FORMATS = ("csv", "jsonl", "lines")
 MAX_LISTED = 10  # row numbers named in the warning about rows without text
+NO_TEXT = "no text"  # the reason a row has no prediction
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,14 +72,15 @@ def format_of(path: str, given: str | None, default: str | None = None) -> str:
 
 def parse_rows(text: str, fmt: str, source: str) -> list[dict[str, Any]]:
     """Rows as dicts; CSV cells stay strings so they go out exactly as they came in."""
-    if fmt == "lines":
-        return [{"text": line} for line in text.splitlines() if line.strip()]
+    if fmt == "lines":  # every line is a row, blank ones too, so output lines match input lines
+        return [{"text": line} for line in text.splitlines()]
     if fmt == "csv":
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         return frame.to_dict("records")
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            rows.append({})  # a blank line: a row without text, kept so rows line up
             continue
         try:
             row = json.loads(line)
@@ -115,7 +118,7 @@ def usable_text(value: Any) -> bool:
 def add_predictions(rows: list[dict[str, Any]], column: str, classifier: Classifier,
                     batch_size: int) -> list[dict[str, Any]]:
     names = classifier.label_names
-    new_columns = ["label", *(f"prob_{n}" for n in names)]
+    new_columns = ["label", *(f"prob_{n}" for n in names), "reason"]
     prefix = "predicted_" if rows and any(c in rows[0] for c in new_columns) else ""
     usable = [i for i, row in enumerate(rows) if usable_text(row.get(column))]
     skipped = sorted(set(range(len(rows))) - set(usable))
@@ -125,6 +128,8 @@ def add_predictions(rows: list[dict[str, Any]], column: str, classifier: Classif
                     len(rows), column, listed, ", ..." if len(skipped) > MAX_LISTED else "")
     probs = classifier.predict_proba([rows[i][column] for i in usable], batch_size) if usable else np.zeros((0, 0))
     out = [{**row, **{f"{prefix}{c}": None for c in new_columns}} for row in rows]
+    for i in skipped:
+        out[i][f"{prefix}reason"] = NO_TEXT
     for i, p in zip(usable, probs):
         out[i][f"{prefix}label"] = names[int(p.argmax())]
         for name, value in zip(names, p):

@@ -46,21 +46,26 @@ def test_csv_in_same_rows_out_with_label_and_probabilities(positive, tmp_path):
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     # The input's own `label` column stays; the prediction columns take a prefix instead.
     assert list(out.columns) == ["id", "text", "label", "predicted_label", "predicted_prob_negative",
-                                 "predicted_prob_positive"]
+                                 "predicted_prob_positive", "predicted_reason"]
     assert out["id"].tolist() == ["007", "008", "009"] and out["label"].tolist() == ["negative", "positive", "negative"]
     assert out["predicted_label"].tolist() == ["positive", "", "positive"]  # row 2 has no text: kept, not scored
+    assert out["predicted_reason"].tolist() == ["", "no text", ""]
     assert float(out["predicted_prob_positive"][0]) > 0.99
 
 
 def test_jsonl_file_and_stdin(positive, tmp_path, monkeypatch, capsys):
     (tmp_path / "in.jsonl").write_text('{"text": "fine", "meta": {"k": 1}}\n\n{"text": "bad"}\n')
     predict.main(["--model", positive, "--input", str(tmp_path / "in.jsonl")])
-    rows = jsonl(capsys.readouterr().out)
-    assert [r["meta"] for r in rows[:1]] == [{"k": 1}] and [r["label"] for r in rows] == ["positive"] * 2
+    rows = jsonl(capsys.readouterr().out)  # the blank line stays a row, so output lines match input lines
+    assert [r["meta"] for r in rows[:1]] == [{"k": 1}] and [r["label"] for r in rows] == ["positive", None, "positive"]
+    assert [r["reason"] for r in rows] == [None, "no text", None]
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("first review\nsecond review\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("first review\n\n   \nsecond review\n"))
     predict.main(["--model", positive])
-    assert [r["text"] for r in jsonl(capsys.readouterr().out)] == ["first review", "second review"]
+    rows = jsonl(capsys.readouterr().out)
+    assert [r["text"] for r in rows] == ["first review", "", "   ", "second review"]
+    assert [r["label"] for r in rows] == ["positive", None, None, "positive"]
+    assert [r["reason"] for r in rows] == [None, "no text", "no text", None]
 
     monkeypatch.setattr("sys.stdin", io.StringIO("text\nfrom a csv on stdin\n"))
     predict.main(["--model", positive, "--input", "-", "--input-format", "csv"])

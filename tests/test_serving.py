@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name, shared_store, using_store
+from bertpipe.mlflow_model import MAX_ROWS_PER_REQUEST
+from tests.mlops_helpers import constant_checkpoints, log_and_register, shared_store, using_store
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 120
@@ -49,13 +50,14 @@ def wait_until_up(url: str, server: subprocess.Popen, log_path) -> None:
     pytest.fail(f"mlflow models serve did not answer /ping within {START_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}")
 
 
-def test_mlflow_models_serve_answers_with_labels_and_probabilities(store, tmp_path, tmp_path_factory, tiny_bert,
-                                                                   request):
-    name = model_name(request)
+@pytest.fixture(scope="module")
+def served(store, tmp_path_factory, tiny_bert) -> str:
+    """The always-positive model behind a real `mlflow models serve` on 127.0.0.1; its URL."""
+    name = "serving-tests"
     log_and_register(constant_checkpoints(tmp_path_factory, tiny_bert)[1], name)  # always positive
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "serve.log"
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@challenger",
@@ -63,14 +65,47 @@ def test_mlflow_models_serve_answers_with_labels_and_probabilities(store, tmp_pa
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_up(url, server, log_path)
-        body = json.dumps({"dataframe_records": [{"text": "A wonderful film."}, {"text": "Dull, far too long."}]})
-        req = urllib.request.Request(f"{url}/invocations", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
-            predictions = json.loads(resp.read())["predictions"]
+        yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started
         server.wait(timeout=30)
+
+
+def invoke(url: str, records: list) -> tuple[int, dict]:
+    """POST dataframe_records; the HTTP status and the JSON answer."""
+    body = json.dumps({"dataframe_records": records}).encode()
+    req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_mlflow_models_serve_answers_with_labels_and_probabilities(served):
+    status, answer = invoke(served, [{"text": "A wonderful film."}, {"text": "Dull, far too long."}])
+    predictions = answer["predictions"]
+    assert status == 200
     assert [p["label"] for p in predictions] == ["positive", "positive"]
     for p in predictions:
         assert p["prob_positive"] > 0.99 and p["prob_negative"] + p["prob_positive"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("records,match", [
+    ([{"text": "fine"}, {"text": None}], "row 2: text is null"),
+    ([{"text": "fine"}, {"text": "ok"}, {"text": 42}], "row 3: text is a int"),
+    ([{"text": "   "}], "row 1: text is empty"),
+    ([{"text": "fine"}] * (MAX_ROWS_PER_REQUEST + 1), f"{MAX_ROWS_PER_REQUEST + 1} rows, more than the "
+                                                      f"{MAX_ROWS_PER_REQUEST} one request may hold"),
+])
+def test_bad_requests_are_refused_with_400_naming_the_row(served, records, match):
+    status, answer = invoke(served, records)
+    assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert match in answer["message"]
+
+
+def test_a_10_mb_text_is_answered_quickly(served):
+    start = time.monotonic()
+    status, answer = invoke(served, [{"text": "far too long and dull " * 500_000}, {"text": "\r" * 1_000_000 + "x"}])
+    assert status == 200 and [p["label"] for p in answer["predictions"]] == ["positive", "positive"]
+    assert time.monotonic() - start < REQUEST_TIMEOUT_S  # it once timed out after a minute (504)
