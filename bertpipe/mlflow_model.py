@@ -36,7 +36,7 @@ def checked_texts(model_input) -> list[str]:
         raise _refuse(f"the request has {len(texts)} rows, more than the {MAX_ROWS_PER_REQUEST} one request may "
                       "hold; split it into smaller requests")
     for row, text in enumerate(texts, start=1):
-        if text is None or (isinstance(text, float) and text != text):
+        if text is None or (isinstance(text, float) and pd.isna(text)):
             raise _refuse(f"row {row}: text is null; every row needs a non-empty string")
         if not isinstance(text, str):
             raise _refuse(f"row {row}: text is a {type(text).__name__} ({text!r:.40}), not a string")

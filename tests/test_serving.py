@@ -16,7 +16,12 @@ import urllib.request
 import pytest
 
 from bertpipe.mlflow_model import MAX_ROWS_PER_REQUEST
-from tests.mlops_helpers import constant_checkpoints, log_and_register, shared_store, using_store
+from tests.mlops_helpers import (
+    constant_checkpoints,
+    log_and_register,
+    shared_store,
+    using_store,
+)
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 120
@@ -95,8 +100,8 @@ def test_mlflow_models_serve_answers_with_labels_and_probabilities(served):
     ([{"text": "fine"}, {"text": None}], "row 2: text is null"),
     ([{"text": "fine"}, {"text": "ok"}, {"text": 42}], "row 3: text is a int"),
     ([{"text": "   "}], "row 1: text is empty"),
-    ([{"text": "fine"}] * (MAX_ROWS_PER_REQUEST + 1), f"{MAX_ROWS_PER_REQUEST + 1} rows, more than the "
-                                                      f"{MAX_ROWS_PER_REQUEST} one request may hold"),
+    ([{"text": "fine"}] * (MAX_ROWS_PER_REQUEST + 1),
+     f"{MAX_ROWS_PER_REQUEST + 1} rows, more than the {MAX_ROWS_PER_REQUEST} one request may hold"),
 ])
 def test_bad_requests_are_refused_with_400_naming_the_row(served, records, match):
     status, answer = invoke(served, records)
