@@ -1,7 +1,18 @@
 """Reading and writing the artifacts stages hand each other, always atomically.
 
-Every write goes to a temporary name beside the target and is renamed into place when
-complete, so a stage killed at any moment leaves either the old output or none.
+Every write goes to a temporary name beside the target (`.<name>.<pid>-<random>.tmp`), is
+fsync-ed, and is renamed into place when complete; the folder is fsync-ed after the rename. So a
+stage killed at any instruction, or a power loss, leaves either the old output or the new one:
+
+- atomic_path: the rename is one step.
+- atomic_dir: a folder cannot replace a folder in one step, so the old one is first renamed to
+  `.<name>.old`, then the new one into place. A kill between the two leaves `.<name>.old` and no
+  target; recover_dir (called by the next write of it, and by readers) puts the old one back.
+- Temporary files of a killed run are removed by the next write beside them (remove_leftovers);
+  .dvcignore keeps DVC from caching them meanwhile.
+
+BERTPIPE_FAULT=<point> makes the process exit hard at that point (the FAULT_POINTS below), so
+that tests can kill a write where a crash hurts most.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,21 +35,107 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import load_file, save_file
 
+FAULT_ENV = "BERTPIPE_FAULT"
+FAULT_POINTS = ("atomic_path:before_rename", "atomic_dir:before_swap", "atomic_dir:between_renames",
+                "atomic_dir:before_cleanup")
+FAULT_EXIT = 137  # what a SIGKILL'ed process reports
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[^.]+\.tmp")
+
+
+def _fault(point: str) -> None:
+    """Test hook: die here, without cleanup, as a kill or a power loss would."""
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(FAULT_EXIT)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new entry in folder durable (POSIX; other systems cannot open folders)."""
+    if os.name == "posix":
+        _fsync(folder)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync(Path(folder) / name)
+        fsync_dir(Path(folder))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_leftovers(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in folder (those of
+    target `name` only, when given); a live process's are left alone. Returns what was removed."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        found = _LEFTOVER.fullmatch(entry.name)
+        if found and (name is None or found["name"] == name) and not _alive(int(found["pid"])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}-"
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside target; rename it onto target when the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_leftovers(target.parent, target.name)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)  # mkstemp makes files private; outputs are ordinary files
+        _fsync(tmp_path)
+        _fault("atomic_path:before_rename")
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def old_copy(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_dir(target: str | Path) -> None:
+    """Finish or undo a folder swap that a kill interrupted: put `.<name>.old` back when the
+    target is missing, else remove it (the swap was complete)."""
+    target = Path(target)
+    old = old_copy(target)
+    if not old.is_dir():
+        return
+    if target.exists():
+        shutil.rmtree(old)
+    else:
+        os.replace(old, target)
+        fsync_dir(target.parent)
 
 
 @contextlib.contextmanager
@@ -45,15 +143,21 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder; swap it in for target when the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    recover_dir(target)
+    remove_leftovers(target.parent, target.name)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync_tree(tmp)
+        _fault("atomic_dir:before_swap")
+        old = old_copy(target)
         if target.exists():
             os.replace(target, old)
+            _fault("atomic_dir:between_renames")
         os.replace(tmp, target)
+        fsync_dir(target.parent)
+        _fault("atomic_dir:before_cleanup")
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from bertpipe.artifacts import read_json, write_json
+from bertpipe.artifacts import read_json, recover_dir, write_json
 from bertpipe.text import Normalization
 
 SCHEMA_VERSION = 1
@@ -44,6 +44,7 @@ class Contract:
 
     @classmethod
     def read(cls: type[C], folder: str | Path) -> C:
+        recover_dir(folder)  # a write of the folder killed between its two renames
         path = Path(folder) / cls.FILE
         if not path.is_file():
             raise ContractError(f"{path}: missing; {folder} is not a complete {cls.KIND} folder: {cls.PRODUCER}")

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_model, save_model
 
-from bertpipe.artifacts import atomic_dir, file_digest, read_json, write_json
+from bertpipe.artifacts import (
+    atomic_dir,
+    file_digest,
+    read_json,
+    recover_dir,
+    remove_leftovers,
+    write_json,
+)
 
+log = logging.getLogger(__name__)
 LAST = "last"  # subfolder with the latest resumable state; "best" holds the best checkpoint
 
 
@@ -58,13 +67,27 @@ def fingerprint(params: dict, files: list[str], world_size: int) -> str:
     return h.hexdigest()
 
 
-def load_state(folder: str | Path, key: str) -> ResumeState:
-    info = Path(folder) / LAST / "state.json"
-    if info.exists():
+def _read_saved(info: Path) -> dict | None:
+    """The saved state, or None (with a warning naming the file) when it cannot be read."""
+    if not info.exists():
+        return None
+    try:
         saved = read_json(info)
-        if saved.get("key") == key and not saved.get("finished"):
-            return ResumeState(**{**saved, "folder": str(folder)})
-    shutil.rmtree(folder, ignore_errors=True)  # stale or finished: start over, clean
+        if not isinstance(saved, dict) or set(saved) - {f.name for f in fields(ResumeState)}:
+            raise ValueError("not a saved training state of this version")
+        return saved
+    except (ValueError, OSError) as err:  # a torn or damaged file (JSONDecodeError is a ValueError)
+        log.warning("%s cannot be read (%s); starting training over", info, err)
+        return None
+
+
+def load_state(folder: str | Path, key: str) -> ResumeState:
+    recover_dir(Path(folder) / LAST)  # a save killed between its two renames
+    remove_leftovers(folder)  # temporary folders of a killed save
+    saved = _read_saved(Path(folder) / LAST / "state.json")
+    if saved is not None and saved.get("key") == key and not saved.get("finished"):
+        return ResumeState(**{**saved, "folder": str(folder)})
+    shutil.rmtree(folder, ignore_errors=True)  # stale, finished or unreadable: start over, clean
     Path(folder).mkdir(parents=True, exist_ok=True)
     return ResumeState(key=key, folder=str(folder))
 
