@@ -100,6 +100,7 @@ class SplitParams:
 class TokenizeParams:
     # 'embedded:minilm-l6' (shipped in a PyPI package), a local folder, or a hub id.
     model: str
+    model_revision: str  # a tag or commit of a hub model; '' = the latest (only for hub ids)
     max_length: int
     truncation: Literal["head", "tail", "head_tail"]
     head_tokens: int  # with head_tail: tokens kept from the start, the rest from the end

@@ -84,6 +84,7 @@ class TokenizedMeta(Contract):
     PRODUCER = "rerun tokenize (dvc repro tokenize)"
 
     model: str  # tokenize.model: the base model train fine-tunes, so tokenizer and model agree
+    model_revision: str  # tokenize.model_revision: the hub revision of both ('' = none)
     tokenizer: str  # sub-folder holding the tokenizer files
     max_length: int
     truncation: str
@@ -100,6 +101,7 @@ class CheckpointMeta(Contract):
     PRODUCER = "train it again (dvc repro train), or use a checkpoint written by this version"
 
     base_model: str
+    base_model_revision: str
     max_length: int
     truncation: str
     head_tokens: int
@@ -109,7 +111,7 @@ class CheckpointMeta(Contract):
 
     @classmethod
     def from_tokenized(cls, meta: TokenizedMeta) -> CheckpointMeta:
-        return cls(base_model=meta.model, max_length=meta.max_length, truncation=meta.truncation,
+        return cls(base_model=meta.model, base_model_revision=meta.model_revision, max_length=meta.max_length, truncation=meta.truncation,
                    head_tokens=meta.head_tokens, pad_token_id=meta.pad_token_id, labels=list(meta.labels),
                    normalization=dict(meta.normalization))
 

@@ -56,9 +56,10 @@ class Classifier:
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | None = None) -> Classifier:
         device = device or torch.device("cpu")
-        model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
+        model = model.to(device).eval()
         meta = CheckpointMeta.read(folder)
-        encoder = Encoder(AutoTokenizer.from_pretrained(folder), meta.max_length, meta.truncation,
+        encoder = Encoder(AutoTokenizer.from_pretrained(folder, trust_remote_code=False), meta.max_length, meta.truncation,
                           meta.head_tokens)
         return cls(model, encoder, meta, device)
 

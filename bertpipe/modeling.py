@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -14,6 +15,20 @@ from bertpipe.embedded import embedded_model_dir
 log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "bf16", "fp32"]
+
+
+def is_hub_id(name: str) -> bool:
+    """Neither an embedded model nor an existing folder: read from the Hugging Face hub (or its cache)."""
+    return not name.startswith("embedded:") and not Path(name).is_dir()
+
+
+def pretrained_kwargs(name: str, revision: str) -> dict:
+    """Keyword arguments for from_pretrained: never run code shipped with a model, and pin a hub
+    model to tokenize.model_revision (a tag or commit; '' = the latest)."""
+    if revision and not is_hub_id(name):
+        raise ValueError(f"tokenize.model_revision={revision!r} in params: {name!r} is not a hub model (it is "
+                         "embedded or a local folder), so it has no revisions; set tokenize.model_revision to ''")
+    return {"trust_remote_code": False, "revision": revision or None}
 
 
 def resolve_model(name: str) -> str:

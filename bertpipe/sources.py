@@ -246,7 +246,9 @@ def _open_hf_dataset(datasets, p: IngestParams):
     try:
         if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
             return datasets.load_from_disk(str(local))
-        return datasets.load_dataset(p.hf_dataset, p.hf_config or None, revision=p.hf_revision or None)
+        # Datasets never run a loading script (datasets>=3 does not by default; 4 cannot).
+        return datasets.load_dataset(p.hf_dataset, p.hf_config or None, revision=p.hf_revision or None,
+                                     trust_remote_code=False)
     except OSError as err:  # ConnectionError, FileNotFoundError, DatasetNotFoundError
         raise SourceError(
             f"ingest.hf_dataset={p.hf_dataset!r} (config {p.hf_config or 'default'!r}): cannot be loaded: it is "

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_section(EvaluateParams, "evaluate", args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForSequenceClassification.from_pretrained(args.model).to(device)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, trust_remote_code=False).to(device)
     meta = CheckpointMeta.read(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     tokens = read_tokenized(f"{args.tokens}/test.safetensors")

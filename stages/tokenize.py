@@ -27,7 +27,7 @@ from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import TokenizeParams
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
 from bertpipe.logs import run_cli
-from bertpipe.modeling import resolve_model
+from bertpipe.modeling import pretrained_kwargs, resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.tokens import Encoder, TokenFileWriter, length_stats
 
@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_tokenizer(params: TokenizeParams):
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(params.model))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(params.model),
+                                              **pretrained_kwargs(params.model, params.model_revision))
     if not tokenizer.is_fast:
         raise ValueError(f"tokenize.model={params.model!r}: has no fast tokenizer; pick a model with tokenizer.json")
     limit = tokenizer.model_max_length
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                                     params.chunk_rows)
             stats[name] = length_stats(lengths, encoder.budget)
         tokenizer.save_pretrained(out / TOKENIZER_DIR)
-        TokenizedMeta(model=params.model, tokenizer=TOKENIZER_DIR, max_length=params.max_length,
-                      truncation=params.truncation, head_tokens=params.head_tokens,
+        TokenizedMeta(model=params.model, model_revision=params.model_revision, tokenizer=TOKENIZER_DIR,
+                      max_length=params.max_length, truncation=params.truncation, head_tokens=params.head_tokens,
                       pad_token_id=tokenizer.pad_token_id, labels=dataset.labels,
                       normalization=dataset.normalization).write(out)
     write_json(stats, args.metrics)

@@ -40,7 +40,7 @@ def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
         model.classifier.bias.copy_(torch.tensor([-6.0, 6.0] if favour == 1 else [6.0, -6.0]))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    CheckpointMeta(base_model=str(tiny_bert), max_length=64, truncation="head_tail", head_tokens=16,
+    CheckpointMeta(base_model=str(tiny_bert), base_model_revision="", max_length=64, truncation="head_tail", head_tokens=16,
                    pad_token_id=0, normalization={}, labels=LABELS).write(folder)
     return folder
 
