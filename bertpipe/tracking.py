@@ -16,7 +16,8 @@ from mlflow.models import infer_signature
 
 import bertpipe
 from bertpipe.artifacts import file_digest
-from bertpipe.registry import CHECKPOINT_ARTIFACT, register_challenger
+from bertpipe.redact import PlainError, mask_mapping, mask_text, mask_url, parse_url
+from bertpipe.registry import CHECKPOINT_ARTIFACT, register_version
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ def configure() -> str:
         # project itself, so its runs land in the project's store, not in the copy's.
         mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     uri = mlflow.get_tracking_uri()
+    if "://" in uri:
+        parse_url(uri, "MLFLOW_TRACKING_URI")  # a malformed URI: one clear line, no traceback
     if uri.startswith(("http://", "https://")):
         # MLflow retries HTTP calls with backoff for minutes by default; keep failures quick.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REACH_TIMEOUT_S))
@@ -49,15 +52,23 @@ def project_root() -> Path | None:
     return Path(root).resolve() if root else None
 
 
+class TrackingServerUnreachable(PlainError, ConnectionError):
+    """The tracking server in MLFLOW_TRACKING_URI did not answer."""
+
+
 def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    # The health check goes to the server without user info in the URL: credentials travel
+    # in MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN, never in a URL that errors may quote.
+    parts = parse_url(uri, "MLFLOW_TRACKING_URI")
+    health = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="", fragment="").geturl()
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(health.rstrip("/") + "/health", timeout=timeout) as resp:
             resp.read()
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise ConnectionError(
-            f"MLflow tracking server {uri} (from MLFLOW_TRACKING_URI) did not answer within "
-            f"{timeout:g}s: {err}. Start it (mlflow server --host 127.0.0.1 --port 5000), fix the "
-            "URI, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db"
+    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as err:
+        raise TrackingServerUnreachable(
+            f"MLflow tracking server {mask_url(uri)} (from MLFLOW_TRACKING_URI) did not answer within "
+            f"{timeout:g}s: {mask_text(str(err))}. Start it (mlflow server --host 127.0.0.1 --port 5000), "
+            "fix the URI, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db"
         ) from None
 
 
@@ -110,9 +121,10 @@ def log_dataset(path: str | Path, name: str, context: str, labels, lengths) -> N
 
 
 def log_classifier(checkpoint: Path, example_texts: list[str], example_output: pd.DataFrame,
-                   registered_model: str | None = None):
+                   registered_model: str | None = None, version_tags: dict[str, str] | None = None):
     """Log the checkpoint once as an MLflow pyfunc model with signature and input example;
-    with registered_model, register it as a new version of that name, alias `challenger`."""
+    with registered_model, register it as a new version of that name (no alias: the promotion
+    gate judges versions), tagged with version_tags (lineage: bertpipe.lineage)."""
     example = pd.DataFrame({"text": example_texts})
     requirements = [f"{lib}=={version(lib)}" for lib in ("torch", "transformers", "tokenizers", "safetensors",
                                                          "pandas", "numpy", "mlflow")]
@@ -126,6 +138,6 @@ def log_classifier(checkpoint: Path, example_texts: list[str], example_output: p
         pip_requirements=requirements,
     )
     if registered_model:
-        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id}
-        register_challenger(info.model_uri, registered_model, tags)
+        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id, **(version_tags or {})}
+        register_version(info.model_uri, registered_model, mask_mapping(tags))
     return info

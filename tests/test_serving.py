@@ -58,7 +58,7 @@ def test_mlflow_models_serve_answers_with_labels_and_probabilities(store, tmp_pa
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@challenger",
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/1",
              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
