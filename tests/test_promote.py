@@ -263,3 +263,33 @@ def test_significant_but_within_the_margin_is_not_promoted():
     decision = decide(PARAMS, challenger, champion, [model([True] * 500 + [False] * 500)], None)
     assert not decision.promote and "does not beat the margin 0.01" in decision.reason
     assert "p = 0.01562, below 0.05" in decision.test
+
+
+# --- one set of numbers ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_gate_scores_a_model_as_evaluate_did(tmp_path_factory, tiny_bert, tmp_path, monkeypatch):
+    """The numbers the gate reports for the project's model are metrics/test.json's, exactly."""
+    import torch
+
+    from bertpipe.artifacts import read_json
+    from bertpipe.config import EvaluateParams, TrainParams
+    from bertpipe.modeling import autocast_dtype
+    from bertpipe.params import load_section
+    from tests.mlops_helpers import reproduced_project
+
+    project = reproduced_project(tmp_path_factory, tiny_bert)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    train = load_section(TrainParams, "train", project / "params.yaml")
+    e = load_section(EvaluateParams, "evaluate", project / "params.yaml")
+    version = promote.challenger_of_run(MlflowClient(), project / "models/run.json", train.registered_model,
+                                        train.mlflow_experiment)
+    rows = promote.load_rows_to_score(project / "data/split")
+    gate = promote.score_model(train.registered_model, version, CHALLENGER, rows, e, tmp_path)
+    evaluate = read_json(project / "metrics/test.json")
+    assert {k: gate.metrics[k] for k in promote.SHOWN_METRICS} == {k: evaluate[k] for k in promote.SHOWN_METRICS}
+
+    if autocast_dtype(torch.device("cpu"), e.precision) is not None:  # this machine autocasts to bf16
+        fp32 = promote.score_model(train.registered_model, version, CHALLENGER, rows,
+                                   EvaluateParams(e.batch_size, "fp32", e.calibration_bins), tmp_path / "fp32")
+        assert fp32.metrics["log_loss"] != evaluate["log_loss"]  # the old gate's fp32 gave other numbers
