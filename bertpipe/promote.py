@@ -48,7 +48,7 @@ from bertpipe.baseline import tfidf_logreg_probs
 from bertpipe.config import EvaluateParams, PromoteParams, TrainParams
 from bertpipe.contracts import DatasetMeta
 from bertpipe.inference import Classifier
-from bertpipe.lineage import LineageError, load_rows, row_hashes, set_digest
+from bertpipe.lineage import TAG, LineageError, load_rows, row_hashes, set_digest
 from bertpipe.logs import setup_logging
 from bertpipe.metrics import selection_value, summary_metrics
 from bertpipe.modeling import autocast_dtype
@@ -258,7 +258,7 @@ def verdict(decision: Decision, dry_run: bool) -> str:
 
 
 def summary(name: str, p: PromoteParams, challenger: Scored, champion: Scored | None, floors: list[Scored],
-            decision: Decision, rows: Rows, dry_run: bool, diff: str) -> str:
+            decision: Decision, rows: Rows, own_test: bool, dry_run: bool, diff: str) -> str:
     lines = [f"## Promotion gate: {name}{' (dry run: no alias or tag changed)' if dry_run else ''}", "",
              f"**{verdict(decision, dry_run)}**: {challenger.label}: {decision.reason}.", "",
              (f"| metric ({len(rows.texts)} test rows) | {champion.label if champion else f'{CHAMPION} (none yet)'} "
@@ -272,8 +272,9 @@ def summary(name: str, p: PromoteParams, challenger: Scored, champion: Scored | 
     lines += ["", f"| baseline, on the same rows | {p.metric} |", "|---|---:|"]
     lines += [f"| {f.label} | {selection_value(p.metric, f.metrics):.4f} |" for f in floors]
     lines += ["", f"**Paired test**: {decision.test or 'not run (no champion to compare with, or refused first)'}.",
-              "", (f"**Rows**: {len(rows.texts)} rows (digest {set_digest(rows.hashes)[:12]}), none of them "
-                   "trained or validated on by either model; classes compared by name."),
+              "", (f"**Rows**: {len(rows.texts)} rows (digest {set_digest(rows.hashes)[:12]}, "
+                   f"{'the' if own_test else 'not the'} test split the challenger was trained beside), none of "
+                   "them trained or validated on by either model; classes compared by name."),
               "", "### dvc metrics diff", "", diff, ""]
     return "\n".join(lines)
 
@@ -318,7 +319,8 @@ def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment:
             registry.record(client, name, challenger_version.version,
                             registry.PROMOTED if decision.promote else registry.REJECTED, decision.reason)
         registry.remember_champion(client, name)
-    print(summary(name, p, challenger, champion, floors, decision, rows, args.dry_run,
+    own_test = challenger_version.tags.get(f"{TAG}test_digest") == set_digest(rows.hashes)
+    print(summary(name, p, challenger, champion, floors, decision, rows, own_test, args.dry_run,
                   metrics_diff(args.diff_rev)))
     log.info("%s: %s", verdict(decision, args.dry_run), decision.reason)
     return PROMOTED if decision.promote else KEPT

@@ -96,7 +96,7 @@ def run_tags(device: str) -> dict[str, str]:
     tags = {**git_state(), **library_versions(), "device": device}
     if exp := os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = exp
-    return tags
+    return mask_mapping(tags)
 
 
 def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflow.ActiveRun:

@@ -95,6 +95,7 @@ def test_the_first_model_must_clear_the_baselines(gate, capsys):
     assert out.startswith(f"## Promotion gate: {gate.name}\n") and "no champion yet, and it beats both baselines" in out
     assert "| majority class (negative) | 0.2500 |" in out and "| TF-IDF + logistic regression | 0.2500 |" in out
     assert "| accuracy (gate) | - | 0.7500 | - |" in out and "### dvc metrics diff" in out
+    assert "16 rows (digest " in out and ", the test split the challenger was trained beside)" in out
     assert gate.tag(2) == "promoted"
 
     assert gate.run() == promote.KEPT and gate.alias(CHAMPION) == 2  # the same run again

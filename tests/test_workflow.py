@@ -165,7 +165,7 @@ def test_retrain_script_pr_mode_moves_nothing_then_full_mode_judges(tmp_path_fac
     assert ran_stages(full.stdout) == []  # nothing changed: nothing retrained
     verdict = gh_output.read_text().splitlines()[-1]
     assert verdict in ("gate=promoted", "gate=kept")
-    assert aliases(project, name)["challenger"] == "2"  # the gate points it at what it judged
+    assert str(aliases(project, name)["challenger"]) == "2"  # the gate points it at what it judged
     lock = load_yaml((project / "dvc.lock").read_text())
     best = next(o for o in lock["stages"]["train"]["outs"] if o["path"] == "models/best")
     pushed = {p.name for p in remote.rglob("*") if p.is_file()}
