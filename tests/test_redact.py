@@ -10,6 +10,7 @@ import pytest
 from bertpipe.redact import PlainError, mask_mapping, mask_text, mask_url, parse_url
 from tests.conftest import ROOT, train_args
 from tests.mlops_helpers import sh
+from tests.test_sources import no_proxy  # noqa: F401 - a fixture
 from tests.test_tracking import free_port
 
 SECRET, TOKEN = "s3cr3t-pa55", "t0ken-value"
@@ -65,6 +66,24 @@ def test_the_filter_masks_other_programs_output():
     done = sh(ROOT, "bash", "-c", f"echo 'ERROR: s3://AKIA:{SECRET}@bucket/x?X-Amz-Signature={TOKEN}' | "
                                   f"{sys.executable} -m bertpipe.redact")
     assert done.stdout == "ERROR: s3://***@bucket/x?X-Amz-Signature=***\n"
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_a_download_url_keeps_its_token_out_of_the_data_version_logs_and_errors(tmp_path, caplog):
+    from bertpipe.sources import SourceError, load_source
+    from tests.test_sources import params, serve, sha256, write_csv
+
+    site = tmp_path / "site"
+    site.mkdir()
+    values = {"source": "url", "sha256": sha256(write_csv(site / "reviews.csv")), "text_column": "review",
+              "label_column": "sentiment"}
+    with serve(site) as base, caplog.at_level("INFO"):
+        table = load_source(params(url=f"{base}/reviews.csv?token={TOKEN}", **values), tmp_path / "cache")
+        with pytest.raises(SourceError, match=r"ingest.url='http://127.0.0.1:\d+/missing.csv\?token=\*\*\*'"):
+            load_source(params(url=f"{base}/missing.csv?token={TOKEN}", **{**values, "sha256": "1" * 64}),
+                        tmp_path / "cache")
+    assert table.origin["url"] == f"{base}/reviews.csv?token=***"  # what DatasetMeta.origin records
+    assert "downloading http://127.0.0.1:" in caplog.text and TOKEN not in caplog.text
 
 
 @pytest.mark.slow
