@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -39,11 +40,32 @@ def configure() -> str:
     if "://" in uri:
         parse_url(uri, "MLFLOW_TRACKING_URI")  # a malformed URI: one clear line, no traceback
     if uri.startswith(("http://", "https://")):
+        uri = credentials_out_of_uri(uri)
         # MLflow retries HTTP calls with backoff for minutes by default; keep failures quick.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REACH_TIMEOUT_S))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         check_reachable(uri)
     return uri
+
+
+def credentials_out_of_uri(uri: str) -> str:
+    """The URI without user info, which moves to MLFLOW_TRACKING_USERNAME / _PASSWORD (the same
+    basic auth to MLflow), so no MLflow message can print it: not its errors, not "View run at"."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and not parts.query:
+        return uri
+    # MLflow prints run links to stdout; a query token in the URI would be in them.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    if parts.username is None:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", urllib.parse.unquote(parts.username))
+    if parts.password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", urllib.parse.unquote(parts.password))
+    clean = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    os.environ["MLFLOW_TRACKING_URI"] = clean
+    mlflow.set_tracking_uri(clean)
+    log.info("MLFLOW_TRACKING_URI: credentials taken out of the URI into MLFLOW_TRACKING_USERNAME/_PASSWORD")
+    return clean
 
 
 def project_root() -> Path | None:

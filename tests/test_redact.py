@@ -3,15 +3,17 @@ stdin filter ci/retrain.sh uses, and real commands run against a tracking URI wi
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
+from mlflow import MlflowClient
 
 from bertpipe.redact import PlainError, mask_mapping, mask_text, mask_url, parse_url
 from tests.conftest import ROOT, train_args
 from tests.mlops_helpers import sh
 from tests.test_sources import no_proxy  # noqa: F401 - a fixture
-from tests.test_tracking import free_port
+from tests.test_tracking import free_port, mlflow_server  # noqa: F401 - a fixture
 
 SECRET, TOKEN = "s3cr3t-pa55", "t0ken-value"
 
@@ -99,6 +101,19 @@ def test_a_tracking_uri_with_credentials_never_appears_in_output(tmp_path, token
         assert done.returncode == 1 and SECRET not in out and TOKEN not in out, out[-2000:]
         assert "Traceback" not in out  # a clear one-line error
     for done in (train, gate):
-        assert "error: MLflow tracking server http://***@127.0.0.1:" in done.stderr
+        assert "error: MLflow tracking server http://127.0.0.1:" in done.stderr  # the user info moved out
         assert "/?token=*** (from MLFLOW_TRACKING_URI) did not answer" in done.stderr
     assert "error: MLFLOW_TRACKING_URI='http://***@127.0.0.1:port' is not a valid URL" in malformed.stderr
+
+
+@pytest.mark.slow
+def test_training_against_a_server_with_credentials_in_the_uri_never_prints_them(tmp_path, tokenized,
+                                                                                mlflow_server):  # noqa: F811
+    with_secret = mlflow_server.replace("http://", f"http://trainer:{SECRET}@")
+    done = python("-m", "stages.train", *train_args(tmp_path, tokenized), env={"MLFLOW_TRACKING_URI": with_secret})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert SECRET not in out and "trainer:" not in out
+    assert "View run" not in out  # MLflow's run link, which would quote a token in the URI, is off
+    run_id = json.loads((tmp_path / "run.json").read_text())["run_id"]
+    assert MlflowClient(mlflow_server).get_run(run_id).data.params["batch_size"] == "8"  # it logged there
