@@ -285,6 +285,18 @@ def refusal(name: str, err: Exception) -> str:
 
 # --- main ------------------------------------------------------------------------------------------
 
+def apply(client: MlflowClient, name: str, version: str, decision: Decision, judged: bool) -> None:
+    """Write the decision to the registry; judged is False when the version keeps an earlier
+    outcome (already champion, or rejected / rolled back before: why stays as it was)."""
+    registry.set_alias(client, name, CHALLENGER, version)
+    if judged:
+        if decision.promote:
+            registry.set_champion(client, name, version)
+        registry.record(client, name, version, registry.PROMOTED if decision.promote else registry.REJECTED,
+                        decision.reason)
+    registry.remember_champion(client, name)
+
+
 def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment: str, p: PromoteParams,
           e: EvaluateParams, tmp: Path) -> int:
     challenger_version = challenger_of_run(client, Path(args.run_file), name, experiment)
@@ -312,13 +324,8 @@ def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment:
     else:
         decision = decide(p, challenger, champion, floors, history)
     if not args.dry_run:
-        registry.set_alias(client, name, CHALLENGER, challenger_version.version)
-        if not same and history not in registry.NEVER_AGAIN:  # keep why it was refused the first time
-            if decision.promote:
-                registry.set_champion(client, name, challenger_version.version)
-            registry.record(client, name, challenger_version.version,
-                            registry.PROMOTED if decision.promote else registry.REJECTED, decision.reason)
-        registry.remember_champion(client, name)
+        apply(client, name, str(challenger_version.version), decision, judged=not same and
+              history not in registry.NEVER_AGAIN)
     own_test = challenger_version.tags.get(f"{TAG}test_digest") == set_digest(rows.hashes)
     print(summary(name, p, challenger, champion, floors, decision, rows, own_test, args.dry_run,
                   metrics_diff(args.diff_rev)))
