@@ -49,7 +49,8 @@ dry_run=()
 if [[ $mode == pr ]]; then dry_run=(--dry-run); fi
 log "promotion gate${dry_run:+ (dry run: no alias or tag changes)}"
 status=0
-python -m bertpipe.promote --run-file models/run.json --split data/split "${dry_run[@]}" > "$summary" || status=$?
+python -m bertpipe.promote --run-file models/run.json --split data/split "${dry_run[@]}" | mask > "$summary" \
+  || status=$?  # pipefail: the gate's exit status
 case $status:$mode in
   0:pr) gate=would-promote ;;
   3:pr) gate=would-keep ;;
@@ -59,6 +60,6 @@ case $status:$mode in
   *) log "the promotion gate failed (exit status $status)"; exit "$status" ;;
 esac
 log "gate: $gate; summary in $summary"
-if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then mask < "$summary" >> "$GITHUB_STEP_SUMMARY"; fi
+if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then cat "$summary" >> "$GITHUB_STEP_SUMMARY"; fi
 if [[ -n ${GITHUB_OUTPUT:-} ]]; then echo "gate=$gate" >> "$GITHUB_OUTPUT"; fi
 if [[ $gate == refused ]]; then exit "$status"; fi
