@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bertpipe.params import InvalidValue, check_range
+from bertpipe.redact import mask_url
 from bertpipe.text import Normalization
 
 
@@ -61,7 +62,7 @@ class IngestParams:
                 raise InvalidValue(key, getattr(self, key), f"required with source {self.source!r}: {what}")
         if self.source == "url":
             if not self.url.startswith(("http://", "https://")):
-                raise InvalidValue("url", self.url, "must start with http:// or https://")
+                raise InvalidValue("url", mask_url(self.url), "must start with http:// or https://")
             if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
                 raise InvalidValue("sha256", self.sha256, "required with source 'url': the file's sha256, "
                                    "64 hex digits (run: sha256sum FILE)")
@@ -165,13 +166,16 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class PromoteParams:
-    """The promotion gate (python -m bertpipe.promote): challenger against champion on the test split."""
+    """The promotion gate (python -m bertpipe.promote): challenger against champion and the
+    baselines on the same test rows. It scores as evaluate does (evaluate.batch_size, .precision)."""
 
     metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"]
-    # The challenger must beat the champion by more than this (in the metric's units) to take over.
+    # The challenger must also beat the champion by more than this (in the metric's units).
     min_improvement: float
-    batch_size: int
+    # McNemar's exact test: the challenger must be more often right than the champion on the
+    # rows where they disagree, at this confidence (p-value below 1 - confidence).
+    confidence: float
 
     def __post_init__(self) -> None:
         check_range("min_improvement", self.min_improvement, 0)
-        check_range("batch_size", self.batch_size, 1)
+        check_range("confidence", self.confidence, 0.5, 1, high_open=True)

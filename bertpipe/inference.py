@@ -67,10 +67,11 @@ class Classifier:
     def label_names(self) -> list[str]:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
-    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, texts: list[str], batch_size: int = 32, dtype: torch.dtype | None = None) -> np.ndarray:
+        """(N, C) in this model's class order; dtype: autocast as evaluate does (None: fp32)."""
         rows = self.encoder.encode(texts, self.meta.norm()).rows()  # long texts cut, then normalised
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
-        return predict_probs(self.model, split, batch_size, self.device, None, self.meta.pad_token_id)
+        return predict_probs(self.model, split, batch_size, self.device, dtype, self.meta.pad_token_id)
 
     def predict_frame(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: the predicted label and a prob_<label> column per class."""

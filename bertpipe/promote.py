@@ -1,13 +1,27 @@
-"""Promotion gate: score the registered `challenger` and `champion` on the current test split,
-and move `champion` to the challenger only when it wins by more than `promote.min_improvement`
-(the first model becomes champion).
+"""Promotion gate: judge the model this run trained against the `champion` and two baselines on
+the same test rows, and move `champion` to it only when it wins by a paired test.
 
-In:  params `promote` and `train.registered_model`; <split>/test.parquet (texts and labels);
-     the MLflow Model Registry (MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
-Out: a markdown summary on stdout: the two models side by side, the decision, and
-     `dvc metrics diff`. Exit code 0: promoted; 3: champion kept; anything else: an error.
+The challenger is the model version registered from the MLflow run that train recorded in
+<run-file> (models/run.json), never whatever an alias points at now. The gate refuses a run
+that is missing, of another experiment, or registered no version of train.registered_model;
+a model that trained or validated on a scored row; classes that do not match by name. It
+scores as evaluate does (same inference path, evaluate.batch_size and evaluate.precision),
+compares predictions by class name, and promotes when:
+- the challenger beats the majority class and TF-IDF + logistic regression (both fitted on
+  <split>/train.parquet) on promote.metric, on the same rows (the first model too), and
+- there is no champion, or McNemar's exact test says the challenger is more often right than
+  the champion where they disagree (p below 1 - promote.confidence) and its promote.metric is
+  higher by more than promote.min_improvement, and
+- it was never rejected, nor rolled back by hand (registry tags: bertpipe.registry).
 
-Run: python -m bertpipe.promote --split data/split
+In:  <run-file>; <split>/{train,test}.parquet and meta.json; params `promote`, `evaluate` and
+     `train` (registered_model, mlflow_experiment); the MLflow registry (MLFLOW_TRACKING_URI).
+Out: a markdown summary on stdout (the models and baselines side by side, the test, the
+     decision and why, `dvc metrics diff`); unless --dry-run, the aliases and tags it decided.
+Exit: 0 promoted (with --dry-run: would be); 3 not promoted; 4 run refused; 5 overlapping
+      rows refused; 6 models not comparable (class names, lineage); anything else an error.
+
+Run: python -m bertpipe.promote --run-file models/run.json --split data/split [--dry-run]
 """
 
 from __future__ import annotations
@@ -19,69 +33,209 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import torch
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from scipy.stats import binomtest
 
-from bertpipe.artifacts import read_parquet
-from bertpipe.config import PromoteParams, TrainParams
+from bertpipe import registry
+from bertpipe.artifacts import read_json, read_parquet
+from bertpipe.baseline import tfidf_logreg_probs
+from bertpipe.config import EvaluateParams, PromoteParams, TrainParams
+from bertpipe.contracts import DatasetMeta
 from bertpipe.inference import Classifier
+from bertpipe.lineage import TAG, LineageError, load_rows, row_hashes, set_digest
 from bertpipe.logs import run_cli
 from bertpipe.metrics import selection_value, summary_metrics
+from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.registry import (
-    CHALLENGER,
-    CHAMPION,
-    Decision,
-    decide,
-    resolve_checkpoint,
-    set_champion,
-    version_by_alias,
-)
+from bertpipe.redact import PlainError, mask_url
+from bertpipe.registry import CHALLENGER, CHAMPION
 from bertpipe.tracking import configure
 
 log = logging.getLogger("promote")
-PROMOTED, KEPT = 0, 3  # exit codes
+PROMOTED, KEPT, RUN_REFUSED, OVERLAP, INCOMPARABLE = 0, 3, 4, 5, 6  # exit codes
 SHOWN_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss")
+
+
+class RunRefused(PlainError):
+    """The run in the run file is missing or foreign: the gate does not know what to judge."""
+
+
+class Incomparable(PlainError):
+    """The models cannot be compared on these rows: other class names, or no lineage."""
+
+
+class OverlapRefused(PlainError):
+    """A model trained or validated on rows the gate would score."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default=PARAMS_FILE)
+    p.add_argument("--run-file", required=True, help="train's run file (models/run.json): the challenger's run")
     p.add_argument("--split", required=True, help="split output folder; its test.parquet is scored")
+    p.add_argument("--dry-run", action="store_true",
+                   help="judge and print the summary, but move no alias and set no tag (pull requests)")
     p.add_argument("--diff-rev", default=None,
                    help="git revision to diff the workspace's metrics against (dvc metrics diff; default HEAD)")
     return p.parse_args(argv)
 
 
+# --- which model to judge ----------------------------------------------------------------------
+
+def challenger_of_run(client: MlflowClient, run_file: Path, name: str, experiment: str) -> ModelVersion:
+    """The version of `name` registered from the run in run_file; refused when foreign."""
+    if not run_file.is_file():
+        raise RunRefused(f"{run_file}: missing; train writes it with the MLflow run of the model it "
+                         "trained: run the pipeline first (dvc repro, or dvc pull)")
+    run_id = read_json(run_file).get("run_id")
+    if not run_id:
+        raise RunRefused(f"{run_file}: names no run_id; it is not train's run file: rerun train (dvc repro train)")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise RunRefused(f"run {run_id} (from {run_file}) is not in the tracking store "
+                         f"{mask_url(mlflow.get_tracking_uri())}: it was trained against another store; "
+                         "set MLFLOW_TRACKING_URI to the store train used, or retrain (dvc repro train)") from None
+    run_experiment = client.get_experiment(run.info.experiment_id).name
+    if run_experiment != experiment:
+        raise RunRefused(f"run {run_id} (from {run_file}) belongs to experiment '{run_experiment}', not "
+                         f"train.mlflow_experiment='{experiment}': it is not this pipeline's model")
+    registered = client.search_model_versions(f"run_id = '{run_id}'")
+    mine = [v for v in registered if v.name == name]
+    if not mine:
+        others = sorted({v.name for v in registered})
+        raise RunRefused(f"run {run_id} (from {run_file}) registered no version of '{name}' "
+                         f"(train.registered_model){f'; it registered {others}' if others else ''}: "
+                         "retrain with this registered model name (dvc repro train)")
+    return max(mine, key=lambda v: int(v.version))
+
+
+# --- the rows, and what each model saw -----------------------------------------------------------
+
 @dataclass(frozen=True)
-class Scored:
-    version: ModelVersion
-    metrics: dict[str, float]
-    labels: list[str]
+class Rows:
+    texts: list[str]
+    labels: np.ndarray  # ids into names
+    names: list[str]  # the split's class names, in id order
+    hashes: np.ndarray
 
 
-def load_test(split: str | Path) -> tuple[list[str], np.ndarray]:
-    path = Path(split) / "test.parquet"
+def load_rows_to_score(split: Path) -> Rows:
+    path = split / "test.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no test split; run the pipeline first (dvc pull, or dvc repro)")
     test = read_parquet(path, columns=["text", "label"])
-    return test["text"].tolist(), test["label"].to_numpy()
+    texts = test["text"].tolist()
+    return Rows(texts, test["label"].to_numpy(), DatasetMeta.read(split).labels, row_hashes(texts))
 
 
-def score(name: str, version: ModelVersion, texts: list[str], labels: np.ndarray, batch_size: int) -> Scored:
-    """Load version's checkpoint from the registry and score it on the texts."""
+def check_overlap(name: str, version: ModelVersion, role: str, rows: Rows, tmp: Path) -> None:
+    """Refuse when the model's run trained or validated on any of the rows to score."""
+    what = f"{role} {name} v{version.version} (run {version.run_id})"
+    seen = load_rows(version.run_id, what, tmp / f"lineage-{version.version}")
+    counts = {split: int(np.isin(rows.hashes, seen.loc[seen["split"] == split, "hash"].to_numpy(np.uint64)).sum())
+              for split in ("train", "val")}
+    if any(counts.values()):
+        raise OverlapRefused(f"{counts['train']} of the {len(rows.texts)} rows to score are in the train split and "
+                             f"{counts['val']} in the validation split of {what}; a model cannot be judged on "
+                             "rows it learned from: score on a test split neither model trained or validated on")
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scored:
+    label: str  # as shown in the summary
+    metrics: dict[str, float]
+    correct: np.ndarray  # (N,) bool
+
+
+def by_name(probs: np.ndarray, model_names: list[str], names: list[str], what: str) -> np.ndarray:
+    """probs (N, C) in the model's class order, reordered into the split's, matched by class name."""
+    if sorted(model_names) != sorted(names):
+        raise Incomparable(f"{what} predicts the classes {model_names}, but the rows to score are labelled "
+                           f"{names}; the gate compares by class name and cannot match these")
+    return probs[:, [model_names.index(n) for n in names]]
+
+
+def scored(label: str, probs: np.ndarray, rows: Rows) -> Scored:
+    return Scored(label, summary_metrics(rows.labels, probs), probs.argmax(1) == rows.labels)
+
+
+def score_model(name: str, version: ModelVersion, role: str, rows: Rows, e: EvaluateParams, tmp: Path) -> Scored:
+    """Score a registered version as evaluate scores models/best: same batches, same precision."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
-        classifier = Classifier.load(resolve_checkpoint(f"models:/{name}/{version.version}", tmp), device)
-    if labels.max() >= len(classifier.label_names):
-        raise ValueError(f"{name} version {version.version} knows {len(classifier.label_names)} classes "
-                         f"({classifier.label_names}) but the test split has label {labels.max()}")
-    log.info("scoring %s version %s on %d test rows", name, version.version, len(texts))
-    return Scored(version, summary_metrics(labels, classifier.predict_proba(texts, batch_size)),
-                  classifier.label_names)
+    folder = registry.resolve_checkpoint(f"models:/{name}/{version.version}", tmp / f"model-{version.version}")
+    classifier = Classifier.load(folder, device)
+    log.info("scoring %s %s v%s on %d rows", role, name, version.version, len(rows.texts))
+    probs = classifier.predict_proba(rows.texts, e.batch_size, autocast_dtype(device, e.precision))
+    probs = by_name(probs, classifier.label_names, rows.names, f"{role} {name} v{version.version}")
+    return scored(f"{role} v{version.version} (run {(version.run_id or '?')[:8]})", probs, rows)
 
+
+def baselines(split: Path, rows: Rows) -> list[Scored]:
+    """The majority class of the train rows, and TF-IDF + logistic regression fitted on them."""
+    train = read_parquet(split / "train.parquet", columns=["text", "label"])
+    prior = np.bincount(train["label"].to_numpy(), minlength=len(rows.names)) / len(train)
+    majority = rows.names[int(prior.argmax())]
+    tfidf = tfidf_logreg_probs(train["text"].tolist(), train["label"].to_numpy(), rows.texts)
+    full = np.zeros((len(rows.texts), len(rows.names)))
+    full[:, np.unique(train["label"].to_numpy())] = tfidf  # columns of classes the train rows lack stay 0
+    return [scored(f"majority class ({majority})", np.tile(prior, (len(rows.texts), 1)), rows),
+            scored("TF-IDF + logistic regression", full, rows)]
+
+
+# --- the decision ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    test: str = ""  # the paired test, in words, when it ran
+
+
+def mcnemar(challenger: np.ndarray, champion: np.ndarray) -> tuple[int, int, float]:
+    """(rows only the challenger got right, rows only the champion got right, one-sided p-value)."""
+    wins, losses = int((challenger & ~champion).sum()), int((~challenger & champion).sum())
+    p = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
+    return wins, losses, float(p)
+
+
+def decide(p: PromoteParams, challenger: Scored, champion: Scored | None, floors: list[Scored],
+           history: str | None) -> Decision:
+    """The rules, in order; history is the challenger's earlier outcome (registry.NEVER_AGAIN)."""
+    if history in registry.NEVER_AGAIN:
+        words = "rejected by the gate" if history == registry.REJECTED else "rolled back by hand"
+        return Decision(False, f"it was {words} before, and such a version is never promoted again "
+                               "automatically (move the alias by hand if you mean it)")
+    value = selection_value(p.metric, challenger.metrics)
+    for floor in floors:
+        if value <= selection_value(p.metric, floor.metrics):
+            return Decision(False, f"{p.metric} {value:.4f} does not beat the {floor.label} baseline "
+                                   f"({selection_value(p.metric, floor.metrics):.4f}) on the same rows")
+    if champion is None:
+        return Decision(True, f"no champion yet, and it beats both baselines ({p.metric} {value:.4f})")
+    wins, losses, pvalue = mcnemar(challenger.correct, champion.correct)
+    alpha = 1 - p.confidence
+    test = (f"McNemar's exact test (one-sided) on the {wins + losses} rows where the models disagree: the "
+            f"challenger is right on {wins}, the champion on {losses}; p = {pvalue:.4g}, "
+            f"{'below' if pvalue < alpha else 'not below'} {alpha:.4g} (promote.confidence {p.confidence:g})")
+    gain = value - selection_value(p.metric, champion.metrics)
+    if pvalue >= alpha:
+        return Decision(False, f"not significantly better than the champion (p = {pvalue:.4g} >= {alpha:.4g}; "
+                               f"{p.metric} {gain:+.4f})", test)
+    if gain <= p.min_improvement:
+        return Decision(False, f"{p.metric} {gain:+.4f} does not beat the margin {p.min_improvement:g}", test)
+    return Decision(True, f"significantly better than the champion (p = {pvalue:.4g} < {alpha:.4g}) and "
+                          f"{p.metric} {gain:+.4f} beats the margin {p.min_improvement:g}", test)
+
+
+# --- the summary -----------------------------------------------------------------------------------
 
 def metrics_diff(rev: str | None) -> str:
     """`dvc metrics diff --md` (rev, or HEAD, against the workspace); a failure is reported, not hidden."""
@@ -96,66 +250,104 @@ def metrics_diff(rev: str | None) -> str:
     return done.stdout.strip() or "No metric changed."
 
 
-def version_label(scored: Scored | None) -> str:
-    if scored is None:
-        return "(none yet)"
-    return f"v{scored.version.version} (run {(scored.version.run_id or '?')[:8]})"
+def verdict(decision: Decision, dry_run: bool) -> str:
+    if dry_run:
+        return "would be promoted" if decision.promote else "would not be promoted"
+    return "promoted" if decision.promote else "not promoted"
 
 
-def summary(name: str, p: PromoteParams, challenger: Scored, champion: Scored | None, decision: Decision,
-            rows: int, diff: str) -> str:
-    verdict = "promoted" if decision.promote else "not promoted"
-    lines = [f"## Promotion gate: {name}", "",
-             f"**{verdict}**: challenger v{challenger.version.version}: {decision.reason}.", "",
-             (f"| metric ({rows} test rows) | {CHAMPION} {version_label(champion)} | "
-              f"{CHALLENGER} {version_label(challenger)} | change |"),
-             "|---|---:|---:|---:|"]
+def summary(name: str, p: PromoteParams, challenger: Scored, champion: Scored | None, floors: list[Scored],
+            decision: Decision, rows: Rows, own_test: bool, dry_run: bool, diff: str) -> str:
+    lines = [f"## Promotion gate: {name}{' (dry run: no alias or tag changed)' if dry_run else ''}", "",
+             f"**{verdict(decision, dry_run)}**: {challenger.label}: {decision.reason}.", "",
+             (f"| metric ({len(rows.texts)} test rows) | {champion.label if champion else f'{CHAMPION} (none yet)'} "
+              f"| {challenger.label} | change |"), "|---|---:|---:|---:|"]
     for metric in SHOWN_METRICS:
         new = challenger.metrics[metric]
         old = champion.metrics[metric] if champion else None
         old_text, change = ("-", "-") if old is None else (f"{old:.4f}", f"{new - old:+.4f}")
         mark = " (gate)" if metric == p.metric or (metric == "log_loss" and p.metric == "neg_log_loss") else ""
         lines.append(f"| {metric}{mark} | {old_text} | {new:.4f} | {change} |")
-    lines += ["", "### dvc metrics diff", "", diff, ""]
+    lines += ["", f"| baseline, on the same rows | {p.metric} |", "|---|---:|"]
+    lines += [f"| {f.label} | {selection_value(p.metric, f.metrics):.4f} |" for f in floors]
+    lines += ["", f"**Paired test**: {decision.test or 'not run (no champion to compare with, or refused first)'}.",
+              "", (f"**Rows**: {len(rows.texts)} rows (digest {set_digest(rows.hashes)[:12]}, "
+                   f"{'the' if own_test else 'not the'} test split the challenger was trained beside), none of "
+                   "them trained or validated on by either model; classes compared by name."),
+              "", "### dvc metrics diff", "", diff, ""]
     return "\n".join(lines)
+
+
+def refusal(name: str, err: Exception) -> str:
+    return f"## Promotion gate: {name}\n\n**refused**: {err}\n"
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def apply(client: MlflowClient, name: str, version: str, decision: Decision, judged: bool) -> None:
+    """Write the decision to the registry; judged is False when the version keeps an earlier
+    outcome (already champion, or rejected / rolled back before: why stays as it was)."""
+    registry.set_alias(client, name, CHALLENGER, version)
+    if judged:
+        if decision.promote:
+            registry.set_champion(client, name, version)
+        registry.record(client, name, version, registry.PROMOTED if decision.promote else registry.REJECTED,
+                        decision.reason)
+    registry.remember_champion(client, name)
+
+
+def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment: str, p: PromoteParams,
+          e: EvaluateParams, tmp: Path) -> int:
+    challenger_version = challenger_of_run(client, Path(args.run_file), name, experiment)
+    champion_version = registry.version_by_alias(client, name, CHAMPION)
+    rolled_back = registry.hand_rollback(client, name, champion_version)
+    if rolled_back and not args.dry_run:
+        registry.record(client, name, rolled_back, registry.ROLLED_BACK,
+                        f"a person moved @{CHAMPION} away from it")
+    rows = load_rows_to_score(Path(args.split))
+    same = champion_version is not None and str(champion_version.version) == str(challenger_version.version)
+    check_overlap(name, challenger_version, CHALLENGER, rows, tmp)
+    if champion_version is not None and not same:
+        check_overlap(name, champion_version, CHAMPION, rows, tmp)
+
+    challenger = score_model(name, challenger_version, CHALLENGER, rows, e, tmp)
+    champion = None
+    if champion_version is not None:
+        champion = Scored(f"{CHAMPION}: the same version", challenger.metrics, challenger.correct) if same \
+            else score_model(name, champion_version, CHAMPION, rows, e, tmp)
+    floors = baselines(Path(args.split), rows)
+    history = registry.ROLLED_BACK if rolled_back == str(challenger_version.version) else \
+        challenger_version.tags.get(registry.PROMOTION_TAG)
+    if same:
+        decision = Decision(False, f"it is already the {CHAMPION}")
+    else:
+        decision = decide(p, challenger, champion, floors, history)
+    if not args.dry_run:
+        apply(client, name, str(challenger_version.version), decision, judged=not same and
+              history not in registry.NEVER_AGAIN)
+    own_test = challenger_version.tags.get(f"{TAG}test_digest") == set_digest(rows.hashes)
+    print(summary(name, p, challenger, champion, floors, decision, rows, own_test, args.dry_run,
+                  metrics_diff(args.diff_rev)))
+    log.info("%s: %s", verdict(decision, args.dry_run), decision.reason)
+    return PROMOTED if decision.promote else KEPT
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     p = load_section(PromoteParams, "promote", args.params)
-    name = load_section(TrainParams, "train", args.params).registered_model
+    e = load_section(EvaluateParams, "evaluate", args.params)
+    train = load_section(TrainParams, "train", args.params)
     configure()
-    client = MlflowClient()
-    challenger_version = version_by_alias(client, name, CHALLENGER)
-    if challenger_version is None:
-        raise LookupError(f"no version of registered model '{name}' has the alias @{CHALLENGER}; train one "
-                          "first (dvc repro: train registers each new model as the challenger)")
-    champion_version = version_by_alias(client, name, CHAMPION)
-    texts, labels = load_test(args.split)
-
-    challenger = score(name, challenger_version, texts, labels, p.batch_size)
-    champion = None
-    if champion_version is not None and champion_version.version == challenger_version.version:
-        champion = challenger
-        decision = Decision(False, f"it is already the {CHAMPION}")
-    else:
-        if champion_version is not None:
-            champion = score(name, champion_version, texts, labels, p.batch_size)
-            if champion.labels != challenger.labels:
-                raise ValueError(f"{name}: champion v{champion_version.version} predicts {champion.labels}, "
-                                 f"challenger v{challenger_version.version} predicts {challenger.labels}; they "
-                                 f"cannot be compared. Move the alias by hand if intended: MlflowClient()"
-                                 f".set_registered_model_alias('{name}', '{CHAMPION}', <version>)")
-        decision = decide(selection_value(p.metric, challenger.metrics),
-                          selection_value(p.metric, champion.metrics) if champion else None,
-                          p.min_improvement, p.metric)
-        if decision.promote:
-            set_champion(client, name, challenger_version.version)
-        client.set_model_version_tag(name, challenger_version.version, "promotion",
-                                     "promoted" if decision.promote else "rejected")
-    print(summary(name, p, challenger, champion, decision, len(labels), metrics_diff(args.diff_rev)))
-    log.info("%s: %s", "promoted" if decision.promote else "champion kept", decision.reason)
-    return PROMOTED if decision.promote else KEPT
+    name = train.registered_model
+    refusals = {RunRefused: RUN_REFUSED, OverlapRefused: OVERLAP, Incomparable: INCOMPARABLE,
+                LineageError: INCOMPARABLE}
+    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+        try:
+            return judge(args, MlflowClient(), name, train.mlflow_experiment, p, e, Path(tmp))
+        except tuple(refusals) as err:
+            print(refusal(name, err))
+            log.error("refused: %s", err)
+            return refusals[type(err)]
 
 
 if __name__ == "__main__":

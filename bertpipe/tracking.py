@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -16,7 +17,8 @@ from mlflow.models import infer_signature
 
 import bertpipe
 from bertpipe.artifacts import file_digest
-from bertpipe.registry import CHECKPOINT_ARTIFACT, register_challenger
+from bertpipe.redact import PlainError, mask_mapping, mask_text, mask_url, parse_url
+from bertpipe.registry import CHECKPOINT_ARTIFACT, register_version
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,35 @@ def configure() -> str:
         # project itself, so its runs land in the project's store, not in the copy's.
         mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     uri = mlflow.get_tracking_uri()
+    if "://" in uri:
+        parse_url(uri, "MLFLOW_TRACKING_URI")  # a malformed URI: one clear line, no traceback
     if uri.startswith(("http://", "https://")):
+        uri = credentials_out_of_uri(uri)
         # MLflow retries HTTP calls with backoff for minutes by default; keep failures quick.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REACH_TIMEOUT_S))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         check_reachable(uri)
     return uri
+
+
+def credentials_out_of_uri(uri: str) -> str:
+    """The URI without user info, which moves to MLFLOW_TRACKING_USERNAME / _PASSWORD (the same
+    basic auth to MLflow), so no MLflow message can print it: not its errors, not "View run at"."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and not parts.query:
+        return uri
+    # MLflow prints run links to stdout; a query token in the URI would be in them.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    if parts.username is None:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", urllib.parse.unquote(parts.username))
+    if parts.password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", urllib.parse.unquote(parts.password))
+    clean = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    os.environ["MLFLOW_TRACKING_URI"] = clean
+    mlflow.set_tracking_uri(clean)
+    log.info("MLFLOW_TRACKING_URI: credentials taken out of the URI into MLFLOW_TRACKING_USERNAME/_PASSWORD")
+    return clean
 
 
 def project_root() -> Path | None:
@@ -49,15 +74,23 @@ def project_root() -> Path | None:
     return Path(root).resolve() if root else None
 
 
+class TrackingServerUnreachable(PlainError, ConnectionError):
+    """The tracking server in MLFLOW_TRACKING_URI did not answer."""
+
+
 def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    # The health check goes to the server without user info in the URL: credentials travel
+    # in MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN, never in a URL that errors may quote.
+    parts = parse_url(uri, "MLFLOW_TRACKING_URI")
+    health = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="", fragment="").geturl()
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(health.rstrip("/") + "/health", timeout=timeout) as resp:
             resp.read()
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        raise ConnectionError(
-            f"MLflow tracking server {uri} (from MLFLOW_TRACKING_URI) did not answer within "
-            f"{timeout:g}s: {err}. Start it (mlflow server --host 127.0.0.1 --port 5000), fix the "
-            "URI, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db"
+    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as err:
+        raise TrackingServerUnreachable(
+            f"MLflow tracking server {mask_url(uri)} (from MLFLOW_TRACKING_URI) did not answer within "
+            f"{timeout:g}s: {mask_text(str(err))}. Start it (mlflow server --host 127.0.0.1 --port 5000), "
+            "fix the URI, or unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db"
         ) from None
 
 
@@ -85,7 +118,7 @@ def run_tags(device: str) -> dict[str, str]:
     tags = {**git_state(), **library_versions(), "device": device}
     if exp := os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = exp
-    return tags
+    return mask_mapping(tags)
 
 
 def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflow.ActiveRun:
@@ -110,9 +143,10 @@ def log_dataset(path: str | Path, name: str, context: str, labels, lengths) -> N
 
 
 def log_classifier(checkpoint: Path, example_texts: list[str], example_output: pd.DataFrame,
-                   registered_model: str | None = None):
+                   registered_model: str | None = None, version_tags: dict[str, str] | None = None):
     """Log the checkpoint once as an MLflow pyfunc model with signature and input example;
-    with registered_model, register it as a new version of that name, alias `challenger`."""
+    with registered_model, register it as a new version of that name (no alias: the promotion
+    gate judges versions), tagged with version_tags (lineage: bertpipe.lineage)."""
     example = pd.DataFrame({"text": example_texts})
     requirements = [f"{lib}=={version(lib)}" for lib in ("torch", "transformers", "tokenizers", "safetensors",
                                                          "pandas", "numpy", "mlflow")]
@@ -126,6 +160,6 @@ def log_classifier(checkpoint: Path, example_texts: list[str], example_output: p
         pip_requirements=requirements,
     )
     if registered_model:
-        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id}
-        register_challenger(info.model_uri, registered_model, tags)
+        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id, **(version_tags or {})}
+        register_version(info.model_uri, registered_model, mask_mapping(tags))
     return info

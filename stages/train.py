@@ -1,13 +1,14 @@
 """Train: fine-tune a pretrained encoder; keep the best checkpoint by the validation metric.
 
 In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json (TokenizedMeta: model,
-     truncation, class names, normalisation) from tokenize; params `train`.
+     truncation, class names, normalisation) from tokenize; <split>/ (texts and data version,
+     recorded as the model's lineage: bertpipe.lineage); params `train`.
 Out: <out>/ a Hugging Face model folder (safetensors, config with id2label, tokenizer);
      <run-file> (the MLflow run id, for evaluate); <metrics>; <curve> (loss and validation
      metric per step, a DVC plot); <state>/ the resumable checkpoint (DVC `persist: true`):
      a killed run started again continues from its last save, in the same MLflow run.
 
-Run: python -m stages.train --data data/tokenized \
+Run: python -m stages.train --data data/tokenized --split data/split \
        --out models/best --state models/resume --run-file models/run.json \
        --metrics metrics/train.json --curve metrics/train_curve.csv
 Several processes: torchrun --nproc-per-node N -m stages.train ... (DDP; rank 0 logs and saves).
@@ -35,6 +36,7 @@ from bertpipe.batching import collate, length_grouped_batches, shard
 from bertpipe.config import TrainParams
 from bertpipe.contracts import CheckpointMeta, TokenizedMeta
 from bertpipe.inference import Classifier, predict_probs, save_checkpoint
+from bertpipe.lineage import log_lineage
 from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
 from bertpipe.modeling import autocast, autocast_dtype, pretrained_kwargs, resolve_model
@@ -51,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default=PARAMS_FILE)
     p.add_argument("--data", required=True, help="tokenize output folder")
+    p.add_argument("--split", required=True, help="split output folder (texts: the lineage logged with the model)")
     p.add_argument("--out", required=True, help="best checkpoint folder")
     p.add_argument("--state", required=True, help="resumable checkpoint folder (persistent)")
     p.add_argument("--run-file", required=True, help="JSON file naming the MLflow run")
@@ -241,7 +244,8 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, regist
     if run:
         mlflow.log_metrics({f"best_val_{k}": v for k, v in state.best_metrics.items()})
         example_out = Classifier.load(args.out).predict_frame(EXAMPLE_TEXTS)
-        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out, registered_model)
+        lineage = log_lineage(args.split)  # what the gate checks overlap and class names against
+        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out, registered_model, lineage)
         mlflow.end_run()
     write_json({"run_id": state.run_id}, args.run_file)
     mark_finished(args.state)

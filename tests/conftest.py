@@ -113,6 +113,6 @@ def prepare_tokenized(tmp_path: Path, model: Path, n: int) -> Path:
 def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
     """Arguments of the train stage on the `tokenized` fixture; outputs named with the tag."""
     out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "curve.csv")}
-    return ["--params", str(params), "--data", str(tmp_path / "tok"),
+    return ["--params", str(params), "--data", str(tmp_path / "tok"), "--split", str(tmp_path / "sp"),
             "--out", out["best"], "--state", out["resume"], "--run-file", out["run.json"],
             "--metrics", out["train.json"], "--curve", out["curve.csv"]]

@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 
 from bertpipe.artifacts import write_parquet
-from bertpipe.contracts import CheckpointMeta
+from bertpipe.contracts import CheckpointMeta, DatasetMeta
 from bertpipe.inference import Classifier
+from bertpipe.lineage import log_lineage
 from bertpipe.tracking import log_classifier
 from tests.conftest import ROOT, copy_project, tiny_reviews, tiny_train_params, write_params
 
@@ -27,12 +29,13 @@ EXAMPLES = ["a wonderful film", "a dull film"]
 EXTRA_FILES = (".dvc/config", "ci/retrain.sh")
 
 
-def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
-    """A tiny BERT classifier that puts ~all probability on class `favour`, whatever the text."""
+def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int, labels: list[str] = LABELS) -> Path:
+    """A tiny BERT classifier that puts ~all probability on class `favour` (an index into
+    labels, its class order), whatever the text."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    config = BertConfig.from_pretrained(tiny_bert, num_labels=2, id2label=dict(enumerate(LABELS)),
-                                        label2id={n: i for i, n in enumerate(LABELS)})
+    config = BertConfig.from_pretrained(tiny_bert, num_labels=2, id2label=dict(enumerate(labels)),
+                                        label2id={n: i for i, n in enumerate(labels)})
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     with torch.no_grad():
@@ -40,8 +43,8 @@ def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
         model.classifier.bias.copy_(torch.tensor([-6.0, 6.0] if favour == 1 else [6.0, -6.0]))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    CheckpointMeta(base_model=str(tiny_bert), base_model_revision="", max_length=64, truncation="head_tail", head_tokens=16,
-                   pad_token_id=0, normalization={}, labels=LABELS).write(folder)
+    CheckpointMeta(base_model=str(tiny_bert), base_model_revision="", max_length=64, truncation="head_tail",
+                   head_tokens=16, pad_token_id=0, normalization={}, labels=list(labels)).write(folder)
     return folder
 
 
@@ -75,16 +78,42 @@ def constant_checkpoints(tmp_path_factory, tiny_bert: Path) -> dict[int, Path]:
     return _SHARED["checkpoints"]
 
 
-def log_and_register(checkpoint: Path, name: str, experiment: str = "tests") -> str:
-    """Log checkpoint as the project's MLflow model in a new run and register it; the run id."""
+def log_and_register(checkpoint: Path, name: str, experiment: str = "tests", split: Path | None = None) -> str:
+    """Log checkpoint as the project's MLflow model in a new run and register it, with the
+    lineage of the split folder when one is given (as train does); the run id."""
     mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
-        log_classifier(checkpoint, EXAMPLES, Classifier.load(checkpoint).predict_frame(EXAMPLES), name)
+        tags = log_lineage(split) if split else None
+        log_classifier(checkpoint, EXAMPLES, Classifier.load(checkpoint).predict_frame(EXAMPLES), name, tags)
     return run.info.run_id
 
 
 def write_test_split(folder: Path, labels: list[int]) -> Path:
     write_parquet(tiny_reviews(len(labels)).assign(label=labels), folder / "test.parquet")
+    return folder
+
+
+def unseen_reviews(labels: list[int]) -> pd.DataFrame:
+    """Reviews in words no tiny_reviews text uses, so a TF-IDF model fitted on those learns
+    nothing about them and predicts its training prior."""
+    return pd.DataFrame({"id": range(1000, 1000 + len(labels)),
+                         "text": [f"zephyr quokka {i} xylophone {i * 7}" for i in range(len(labels))],
+                         "label": labels})
+
+
+def write_gate_split(folder: Path, test_labels: list[int], train_negative: int = 8, train_positive: int = 4,
+                     test_rows: pd.DataFrame | None = None) -> Path:
+    """A split folder for the promotion gate: train and val from tiny_reviews (mostly negative,
+    so both baselines predict negative on unseen text), test of unseen words with test_labels."""
+    reviews = tiny_reviews(2 * max(train_negative, train_positive) + 8)
+    negative, positive = reviews[reviews["label"] == 0], reviews[reviews["label"] == 1]
+    train = pd.concat([negative.iloc[:train_negative], positive.iloc[:train_positive]], ignore_index=True)
+    val = pd.concat([negative.iloc[train_negative:train_negative + 2], positive.iloc[train_positive:train_positive + 2]],
+                    ignore_index=True)
+    write_parquet(train, folder / "train.parquet")
+    write_parquet(val, folder / "val.parquet")
+    write_parquet(unseen_reviews(test_labels) if test_rows is None else test_rows, folder / "test.parquet")
+    DatasetMeta(labels=LABELS, normalization={}, source="csv", origin={"path": "tests"}).write(folder)
     return folder
 
 

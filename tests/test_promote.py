@@ -1,28 +1,44 @@
-"""The promotion gate: challenger against champion on the same test split, the margin from
-params, the markdown summary on stdout, and the exit code.
+"""The promotion gate: it judges the model of the run in the run file, refuses foreign runs and
+overlapping rows, compares classes by name, needs a paired test and both baselines beaten,
+and respects what was rejected or rolled back by hand.
 
-The models put ~all probability on one class whatever the text, so on a test split of three
-positive reviews and one negative their accuracy is known: 0.75 (always positive) or 0.25."""
+The models put ~all probability on one class whatever the text. The test split has 12
+positive and 4 negative reviews in words the train rows never use, and the train rows are
+mostly negative, so both baselines (majority class, TF-IDF) predict negative: accuracy 0.25.
+Always positive scores 0.75; always negative 0.25."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from scipy.stats import binomtest
 
 from bertpipe import promote
+from bertpipe.artifacts import write_parquet
+from bertpipe.config import PromoteParams
 from bertpipe.params import ParamsError
-from bertpipe.registry import CHALLENGER, CHAMPION, version_by_alias
+from bertpipe.promote import Scored, decide, mcnemar
+from bertpipe.registry import CHALLENGER, CHAMPION, set_champion, version_by_alias
 from tests.conftest import write_params
 from tests.mlops_helpers import (
+    constant_checkpoint,
     constant_checkpoints,
     log_and_register,
     model_name,
     shared_store,
+    unseen_reviews,
     using_store,
-    write_test_split,
+    write_gate_split,
 )
 
 NEGATIVE, POSITIVE = 0, 1
+TEST_LABELS = [1] * 12 + [0] * 4
+EXPERIMENT = "gate-tests"
 
 
 @pytest.fixture(scope="module")
@@ -31,67 +47,250 @@ def store(tmp_path_factory):
         yield folder
 
 
+class Gate:
+    """One registered model name, its split folder, and the gate run against them."""
+
+    def __init__(self, name: str, folder: Path, models: dict[int, Path]):
+        self.name, self.folder, self.models = name, folder, models
+        self.split = write_gate_split(folder / "split", TEST_LABELS)
+        self.run_file = folder / "run.json"
+
+    def train(self, checkpoint: Path, split: Path | None = None, experiment: str = EXPERIMENT) -> str:
+        """What train does: log and register the model with its lineage, write the run file."""
+        run_id = log_and_register(checkpoint, self.name, experiment, split=split or self.split)
+        self.run_file.write_text(json.dumps({"run_id": run_id}))
+        return run_id
+
+    def run(self, *extra: str, **promote_params) -> int:
+        params = write_params(self.folder / "params.yaml",
+                              train={"registered_model": self.name, "mlflow_experiment": EXPERIMENT},
+                              promote={"metric": "accuracy", "min_improvement": 0.0, "confidence": 0.95,
+                                       **promote_params})
+        return promote.main(["--params", str(params), "--run-file", str(self.run_file),
+                             "--split", str(self.split), *extra])
+
+    def alias(self, alias: str) -> int | None:
+        version = version_by_alias(MlflowClient(), self.name, alias)
+        return int(version.version) if version else None
+
+    def tag(self, version: int) -> str | None:
+        return MlflowClient().get_model_version(self.name, str(version)).tags.get("promotion")
+
+
 @pytest.fixture
-def gate(store, tmp_path, tmp_path_factory, tiny_bert, request):
-    """The two models, and a function that runs the gate for this test's registered model."""
-    write_test_split(tmp_path / "split", [1, 1, 1, 0])
-    models = constant_checkpoints(tmp_path_factory, tiny_bert)
-    name = model_name(request)
-
-    def run(min_improvement: float = 0.1) -> int:
-        params = write_params(tmp_path / "params.yaml", train={"registered_model": name},
-                              promote={"min_improvement": min_improvement, "metric": "accuracy"})
-        return promote.main(["--params", str(params), "--split", str(tmp_path / "split")])
-
-    return models, name, run
+def gate(store, tmp_path, tmp_path_factory, tiny_bert, request) -> Gate:
+    return Gate(model_name(request), tmp_path, constant_checkpoints(tmp_path_factory, tiny_bert))
 
 
-def champion(name: str) -> int:
-    return int(version_by_alias(MlflowClient(), name, CHAMPION).version)
-
-
-def test_first_model_is_champion_and_only_a_better_challenger_takes_over(gate, capsys):
-    models, name, run = gate
-    log_and_register(models[NEGATIVE], name)  # v1, accuracy 0.25
-    assert run() == promote.PROMOTED and champion(name) == 1
+def test_the_first_model_must_clear_the_baselines(gate, capsys):
+    gate.train(gate.models[NEGATIVE])  # v1: 0.25, no better than predicting the majority class
+    assert gate.run() == promote.KEPT and gate.alias(CHAMPION) is None
     out = capsys.readouterr().out
-    assert out.startswith(f"## Promotion gate: {name}") and "**promoted**" in out and "no champion yet" in out
-    assert "| accuracy (gate) | - | 0.2500 | - |" in out
-    assert "### dvc metrics diff" in out
+    assert "**not promoted**" in out and "does not beat the majority class (negative) baseline (0.2500)" in out
+    assert gate.tag(1) == "rejected" and gate.alias(CHALLENGER) == 1
 
-    assert run() == promote.KEPT and champion(name) == 1  # nothing new: v1 is already champion
+    gate.train(gate.models[POSITIVE])  # v2: 0.75
+    assert gate.run() == promote.PROMOTED and gate.alias(CHAMPION) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"## Promotion gate: {gate.name}\n") and "no champion yet, and it beats both baselines" in out
+    assert "| majority class (negative) | 0.2500 |" in out and "| TF-IDF + logistic regression | 0.2500 |" in out
+    assert "| accuracy (gate) | - | 0.7500 | - |" in out and "### dvc metrics diff" in out
+    assert "16 rows (digest " in out and ", the test split the challenger was trained beside)" in out
+    assert gate.tag(2) == "promoted"
+
+    assert gate.run() == promote.KEPT and gate.alias(CHAMPION) == 2  # the same run again
     assert "already the champion" in capsys.readouterr().out
 
-    log_and_register(models[POSITIVE], name)  # v2, accuracy 0.75
-    assert run() == promote.PROMOTED and champion(name) == 2
+
+def test_a_significantly_better_challenger_takes_over(gate, capsys):
+    gate.train(gate.models[NEGATIVE])
+    set_champion(MlflowClient(), gate.name, "1")  # a champion set by hand: the gate never judged it
+    gate.train(gate.models[POSITIVE])
+    assert gate.run() == promote.PROMOTED and gate.alias(CHAMPION) == 2
     out = capsys.readouterr().out
+    p = binomtest(12, 16, 0.5, alternative="greater").pvalue  # 0.0384
+    assert f"challenger is right on 12, the champion on 4; p = {p:.4g}, below 0.05" in out
     assert "| accuracy (gate) | 0.2500 | 0.7500 | +0.5000 |" in out
-    assert f"{CHAMPION} v1 (run " in out and f"{CHALLENGER} v2 (run " in out
+    assert f"| {CHAMPION} v1 (run " in out and f"| {CHALLENGER} v2 (run " in out
 
-    log_and_register(models[NEGATIVE], name)  # v3, worse than the champion
-    assert run() == promote.KEPT and champion(name) == 2
+
+def test_equal_models_are_not_promoted(gate, capsys):
+    gate.train(gate.models[POSITIVE])
+    assert gate.run() == promote.PROMOTED
+    gate.train(gate.models[POSITIVE])  # v2: the same predictions; the old margin rule let ties through noise
+    assert gate.run(min_improvement=0.0) == promote.KEPT and gate.alias(CHAMPION) == 1
     out = capsys.readouterr().out
-    assert "**not promoted**" in out and "| accuracy (gate) | 0.7500 | 0.2500 | -0.5000 |" in out
-    assert MlflowClient().get_model_version(name, "3").tags["promotion"] == "rejected"
+    assert "on the 0 rows where the models disagree" in out and "not significantly better" in out
+    assert gate.tag(2) == "rejected"
 
 
-def test_the_margin_comes_from_params(gate, capsys):
-    models, name, run = gate
-    log_and_register(models[NEGATIVE], name)
-    assert run(min_improvement=0.6) == promote.PROMOTED  # the first model needs no margin
-    log_and_register(models[POSITIVE], name)
-    assert run(min_improvement=0.6) == promote.KEPT and champion(name) == 1  # +0.5 is not more than 0.6
-    assert "does not beat the margin 0.6" in capsys.readouterr().out
-    assert run(min_improvement=0.4) == promote.PROMOTED and champion(name) == 2
+def test_confidence_comes_from_params_and_a_dry_run_changes_nothing(gate, capsys):
+    gate.train(gate.models[NEGATIVE])
+    set_champion(MlflowClient(), gate.name, "1")
+    gate.train(gate.models[POSITIVE])
+    assert gate.run("--dry-run", confidence=0.99) == promote.KEPT  # p = 0.0384 is not below 0.01
+    out = capsys.readouterr().out
+    assert "(dry run: no alias or tag changed)" in out and "**would not be promoted**" in out
+    assert gate.run("--dry-run") == promote.PROMOTED and "**would be promoted**" in capsys.readouterr().out
+    assert gate.alias(CHAMPION) == 1 and gate.alias(CHALLENGER) is None and gate.tag(2) is None
+    assert gate.run() == promote.PROMOTED and gate.alias(CHAMPION) == 2
 
 
-def test_without_a_challenger_it_says_how_to_get_one(gate):
-    _, name, run = gate
-    with pytest.raises(LookupError, match=f"no version of registered model '{name}' has the alias @challenger; train"):
-        run()
+def test_a_hand_rollback_is_respected(gate, capsys):
+    gate.train(gate.models[NEGATIVE])
+    set_champion(MlflowClient(), gate.name, "1")
+    gate.train(gate.models[POSITIVE])
+    assert gate.run() == promote.PROMOTED and gate.alias(CHAMPION) == 2
+    set_champion(MlflowClient(), gate.name, "1")  # a person rolls v2 back
+    capsys.readouterr()
+    assert gate.run() == promote.KEPT and gate.alias(CHAMPION) == 1  # the same run would win again
+    assert "rolled back by hand before, and such a version is never promoted again" in capsys.readouterr().out
+    assert gate.tag(2) == "rolled_back"
+    assert gate.run() == promote.KEPT and gate.alias(CHAMPION) == 1  # and stays so
+
+
+def test_a_rejected_version_is_never_promoted_again(gate, capsys):
+    gate.train(gate.models[NEGATIVE])
+    set_champion(MlflowClient(), gate.name, "1")
+    gate.train(gate.models[POSITIVE])
+    assert gate.run(confidence=0.99) == promote.KEPT and gate.tag(2) == "rejected"
+    assert gate.run() == promote.KEPT and gate.alias(CHAMPION) == 1  # it would pass at 0.95 now
+    assert "rejected by the gate before" in capsys.readouterr().out
+
+
+def test_foreign_or_missing_runs_are_refused(gate, capsys, tmp_path):
+    assert gate.run() == promote.RUN_REFUSED
+    assert "run.json: missing; train writes it" in capsys.readouterr().out
+
+    gate.run_file.write_text(json.dumps({"run_id": "0" * 32}))
+    assert gate.run() == promote.RUN_REFUSED
+    assert f"run {'0' * 32} (from {gate.run_file}) is not in the tracking store" in capsys.readouterr().out
+
+    run_id = gate.train(gate.models[POSITIVE], experiment="someone-elses-sweep")
+    assert gate.run() == promote.RUN_REFUSED
+    assert f"run {run_id} (from {gate.run_file}) belongs to experiment 'someone-elses-sweep', not " \
+           f"train.mlflow_experiment='{EXPERIMENT}'" in capsys.readouterr().out
+
+    other = Gate(gate.name + "-other", tmp_path / "other", gate.models)
+    run_id = other.train(gate.models[POSITIVE])
+    gate.run_file.write_text(other.run_file.read_text())
+    assert gate.run() == promote.RUN_REFUSED
+    assert f"registered no version of '{gate.name}' (train.registered_model); it registered " \
+           f"['{other.name}']" in capsys.readouterr().out
+    assert gate.alias(CHAMPION) is None and other.alias(CHAMPION) is None
+
+
+def test_rows_either_model_learned_from_are_refused(gate, capsys, tmp_path):
+    test_rows = unseen_reviews(TEST_LABELS)
+    leaky = write_gate_split(tmp_path / "leaky", TEST_LABELS)  # its train split holds 3 of the rows to score
+    train = pd.concat([pd.read_parquet(leaky / "train.parquet"), test_rows.iloc[:3]], ignore_index=True)
+    write_parquet(train, leaky / "train.parquet")
+    gate.train(gate.models[POSITIVE], split=leaky)
+    assert gate.run() == promote.OVERLAP and gate.alias(CHAMPION) is None and gate.alias(CHALLENGER) is None
+    assert "3 of the 16 rows to score are in the train split and 0 in the validation split of challenger " \
+           f"{gate.name} v1" in capsys.readouterr().out
+
+    # A champion that validated on them: texts that differ only in case and spacing still match.
+    leaky_val = write_gate_split(tmp_path / "leaky-val", TEST_LABELS)
+    val = test_rows.iloc[:2].assign(text=lambda d: ("  " + d["text"].str.upper()))
+    write_parquet(val, leaky_val / "val.parquet")
+    gate.train(gate.models[NEGATIVE], split=leaky_val)
+    set_champion(MlflowClient(), gate.name, "2")
+    gate.train(gate.models[POSITIVE])
+    assert gate.run() == promote.OVERLAP and gate.alias(CHAMPION) == 2
+    assert f"0 of the 16 rows to score are in the train split and 2 in the validation split of champion " \
+           f"{gate.name} v2" \
+           in capsys.readouterr().out
+
+
+def test_a_reversed_class_order_is_compared_by_name(gate, capsys, tmp_path, tiny_bert):
+    # Class 0 is "positive" in this model: by index it would score 0.25, by name 0.75.
+    reversed_positive = constant_checkpoint(tmp_path / "reversed", tiny_bert, 0, ["positive", "negative"])
+    gate.train(reversed_positive)
+    assert gate.run() == promote.PROMOTED
+    assert "| accuracy (gate) | - | 0.7500 | - |" in capsys.readouterr().out
+    gate.train(gate.models[POSITIVE])  # the same predictions in the usual order: a tie, not a landslide
+    assert gate.run() == promote.KEPT and gate.alias(CHAMPION) == 1
+    out = capsys.readouterr().out
+    assert "| accuracy (gate) | 0.7500 | 0.7500 | +0.0000 |" in out and "on the 0 rows where the models disagree" in out
+
+
+def test_other_class_names_or_no_lineage_cannot_be_compared(gate, capsys, tmp_path, tiny_bert):
+    gate.train(constant_checkpoint(tmp_path / "stars", tiny_bert, 1, ["bad", "good"]))
+    assert gate.run() == promote.INCOMPARABLE
+    assert "predicts the classes ['bad', 'good'], but the rows to score are labelled ['negative', " \
+           "'positive']" in capsys.readouterr().out
+
+    run_id = log_and_register(gate.models[POSITIVE], gate.name, EXPERIMENT)  # no lineage, as before this change
+    gate.run_file.write_text(json.dumps({"run_id": run_id}))
+    assert gate.run() == promote.INCOMPARABLE
+    assert f"challenger {gate.name} v2 (run {run_id}) has no lineage" in capsys.readouterr().out
 
 
 def test_bad_promote_params_fail_at_start(gate):
-    _, _, run = gate
+    with pytest.raises(ParamsError, match=r"promote.confidence=1.0 in .*params.yaml: must be >= 0.5 and < 1"):
+        gate.run(confidence=1.0)
     with pytest.raises(ParamsError, match=r"promote.min_improvement=-0.1 in .*params.yaml: must be >= 0"):
-        run(min_improvement=-0.1)
+        gate.run(min_improvement=-0.1)
+
+
+# --- the decision rules, without a registry ---------------------------------------------------------
+
+PARAMS = PromoteParams(metric="accuracy", min_improvement=0.01, confidence=0.95)
+
+
+def model(correct: list[bool], label: str = "m") -> Scored:
+    right = np.array(correct)
+    return Scored(label, {"accuracy": float(right.mean())}, right)
+
+
+def test_mcnemar_counts_only_the_rows_where_the_models_disagree():
+    challenger = np.array([True] * 10 + [True, False] * 5)
+    champion = np.array([True] * 10 + [False] * 10)
+    assert mcnemar(challenger, champion) == (5, 0, pytest.approx(0.5**5))
+    assert mcnemar(champion, champion) == (0, 0, 1.0)
+
+
+@pytest.mark.parametrize("history, why", [("rejected", "rejected by the gate before"),
+                                          ("rolled_back", "rolled back by hand before")])
+def test_history_comes_first(history, why):
+    decision = decide(PARAMS, model([True] * 20), None, [], history)
+    assert not decision.promote and why in decision.reason
+
+
+def test_significant_but_within_the_margin_is_not_promoted():
+    champion = model([False] * 6 + [True] * 994)
+    challenger = model([True] * 1000)  # 6 wins, 0 losses: p = 0.0156, but +0.006 < 0.01
+    decision = decide(PARAMS, challenger, champion, [model([True] * 500 + [False] * 500)], None)
+    assert not decision.promote and "does not beat the margin 0.01" in decision.reason
+    assert "p = 0.01562, below 0.05" in decision.test
+
+
+# --- one set of numbers ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_gate_scores_a_model_as_evaluate_did(tmp_path_factory, tiny_bert, tmp_path, monkeypatch):
+    """The numbers the gate reports for the project's model are metrics/test.json's, exactly."""
+    import torch
+
+    from bertpipe.artifacts import read_json
+    from bertpipe.config import EvaluateParams, TrainParams
+    from bertpipe.modeling import autocast_dtype
+    from bertpipe.params import load_section
+    from tests.mlops_helpers import reproduced_project
+
+    project = reproduced_project(tmp_path_factory, tiny_bert)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    train = load_section(TrainParams, "train", project / "params.yaml")
+    e = load_section(EvaluateParams, "evaluate", project / "params.yaml")
+    version = promote.challenger_of_run(MlflowClient(), project / "models/run.json", train.registered_model,
+                                        train.mlflow_experiment)
+    rows = promote.load_rows_to_score(project / "data/split")
+    gate = promote.score_model(train.registered_model, version, CHALLENGER, rows, e, tmp_path)
+    evaluate = read_json(project / "metrics/test.json")
+    assert {k: gate.metrics[k] for k in promote.SHOWN_METRICS} == {k: evaluate[k] for k in promote.SHOWN_METRICS}
+
+    if autocast_dtype(torch.device("cpu"), e.precision) is not None:  # this machine autocasts to bf16
+        fp32 = promote.score_model(train.registered_model, version, CHALLENGER, rows,
+                                   EvaluateParams(e.batch_size, "fp32", e.calibration_bins), tmp_path / "fp32")
+        assert fp32.metrics["log_loss"] != evaluate["log_loss"]  # the old gate's fp32 gave other numbers

@@ -1,34 +1,36 @@
-"""The MLflow Model Registry helpers: the promotion rule, registration with the `challenger`
-alias, and finding the checkpoint behind a local folder or an MLflow URI."""
+"""The MLflow Model Registry helpers: registration (lineage tags, no alias), the hand-rollback
+record, and finding the checkpoint behind a local folder or an MLflow URI."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from bertpipe.artifacts import read_parquet
 from bertpipe.inference import Classifier
-from bertpipe.registry import CHALLENGER, CHAMPION, decide, resolve_checkpoint, set_champion, version_by_alias
-from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name, shared_store, using_store
-
-
-def test_first_model_becomes_champion():
-    decision = decide(0.6, None, 0.01, "accuracy")
-    assert decision.promote and "first model" in decision.reason
-
-
-@pytest.mark.parametrize("challenger, champion, margin, promote", [
-    (0.91, 0.90, 0.005, True),    # wins by 0.01 > 0.005
-    (0.904, 0.90, 0.005, False),  # wins, but by less than the margin
-    (0.90, 0.90, 0.0, False),     # a tie never promotes
-    (0.80, 0.90, 0.0, False),     # worse
-    (-0.30, -0.35, 0.01, True),   # negated log loss: 0.30 beats 0.35
-])
-def test_challenger_must_beat_champion_by_more_than_the_margin(challenger, champion, margin, promote):
-    decision = decide(challenger, champion, margin, "accuracy")
-    assert decision.promote is promote
-    assert f"{challenger - champion:+.4f}" in decision.reason
+from bertpipe.lineage import row_hashes, set_digest
+from bertpipe.registry import (
+    CHALLENGER,
+    CHAMPION,
+    hand_rollback,
+    remember_champion,
+    resolve_checkpoint,
+    set_alias,
+    set_champion,
+    version_by_alias,
+)
+from tests.mlops_helpers import (
+    constant_checkpoints,
+    log_and_register,
+    model_name,
+    shared_store,
+    using_store,
+    write_gate_split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,25 +44,49 @@ def models(store, tmp_path_factory, tiny_bert) -> dict[int, Path]:
     return constant_checkpoints(tmp_path_factory, tiny_bert)
 
 
-def test_each_registered_version_takes_the_challenger_alias(models, request):
+def test_registering_moves_no_alias_and_records_the_lineage(models, request, tmp_path):
     client, name = MlflowClient(), model_name(request)
-    assert version_by_alias(client, name, CHALLENGER) is None  # no such model yet
-    first_run = log_and_register(models[0], name)
-    first = version_by_alias(client, name, CHALLENGER)
-    assert int(first.version) == 1 and first.run_id == first_run and first.tags["run_id"] == first_run
-    assert first.tags["git_commit"]
-    assert version_by_alias(client, name, CHAMPION) is None  # registering never crowns a champion
+    split = write_gate_split(tmp_path / "split", [1, 0, 1])
+    first_run = log_and_register(models[0], name, split=split)
+    log_and_register(models[1], name, split=split)
+    assert client.get_registered_model(name).aliases == {}  # a sweep or a branch moves nothing
+    first = client.get_model_version(name, "1")
+    assert first.run_id == first_run and first.tags["run_id"] == first_run and first.tags["git_commit"]
+    for part in ("train", "val", "test"):
+        texts = read_parquet(split / f"{part}.parquet")["text"].tolist()
+        assert first.tags[f"lineage.{part}_digest"] == set_digest(row_hashes(texts))
+        assert first.tags[f"lineage.{part}_rows"] == str(len(texts))
+    assert json.loads(first.tags["lineage.labels"]) == ["negative", "positive"]
+    assert json.loads(first.tags["lineage.data_version"]) == {"path": "tests"}
+    rows = read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{first_run}/lineage/rows.parquet",
+                                                             dst_path=str(tmp_path / "dl")))
+    assert rows["split"].value_counts().to_dict() == {"train": 12, "val": 4, "test": 3}
 
-    log_and_register(models[1], name)
-    assert int(version_by_alias(client, name, CHALLENGER).version) == 2
-    set_champion(client, name, "1")
-    assert int(version_by_alias(client, name, CHAMPION).version) == 1
+
+def test_the_digest_is_of_the_row_set_not_its_order_or_spacing():
+    assert set_digest(row_hashes(["A film", "another"])) == set_digest(row_hashes(["another", "  a   FILM "]))
+    assert set_digest(row_hashes(["A film"])) != set_digest(row_hashes(["A film", "another"]))
+
+
+def test_a_hand_moved_champion_is_a_rollback(models, request):
+    client, name = MlflowClient(), model_name(request)
+    for favour in (0, 1):
+        log_and_register(models[favour], name)
+    assert hand_rollback(client, name, None) is None  # the gate never ran
+    set_champion(client, name, "2")
+    remember_champion(client, name)  # what the gate does after each run
+    assert hand_rollback(client, name, version_by_alias(client, name, CHAMPION)) is None
+    set_champion(client, name, "1")  # a person rolls back
+    assert hand_rollback(client, name, version_by_alias(client, name, CHAMPION)) == "2"
+    client.delete_registered_model_alias(name, CHAMPION)  # or removes the alias
+    assert hand_rollback(client, name, None) == "2"
 
 
 def test_resolve_checkpoint_from_a_folder_or_an_mlflow_uri(models, request, tmp_path):
     name = model_name(request)
     assert resolve_checkpoint(str(models[1])) == models[1]
     run_id = log_and_register(models[1], name)
+    set_alias(MlflowClient(), name, CHALLENGER, "1")
     for i, uri in enumerate((f"models:/{name}@challenger", f"models:/{name}/1", f"runs:/{run_id}/model")):
         folder = resolve_checkpoint(uri, tmp_path / str(i))
         out = Classifier.load(folder).predict_frame(["any text at all"])

@@ -65,7 +65,7 @@ def served(store, tmp_path_factory, tiny_bert) -> str:
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@challenger",
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/1",
              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -97,6 +97,12 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     assert run.data.tags["git_commit"] and run.data.tags["device"] == "cpu"
     artifacts = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert "plots/confusion.png" in artifacts
+    # The registered version carries its lineage, for the promotion gate.
+    assert [a.path for a in client.list_artifacts(run_id, "lineage")] == ["lineage/rows.parquet"]
+    (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+    assert version.tags["lineage.train_rows"] == str(len(pd.read_parquet(tmp_path / "sp/train.parquet")))
+    assert json.loads(version.tags["lineage.labels"]) == ["negative", "positive"]
+    assert client.get_registered_model(version.name).aliases == {}  # training moves no alias
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     out = model.predict(pd.DataFrame({"text": ["a wonderful film", "a dull film"]}))
     assert list(out.columns) == ["label", "prob_negative", "prob_positive"]

@@ -1,0 +1,95 @@
+"""What a model was trained on, recorded with it so the promotion gate can check like with like.
+
+Each row is known by an 8-byte hash of its text, normalised (Unicode NFKC, case folded,
+whitespace collapsed) so trivial re-encodings of one review still match. Train logs, with
+the model's MLflow run:
+- the artifact `lineage/rows.parquet`: (split, hash) for every train, validation and test row,
+  so the gate can tell which rows it scores were trained or validated on;
+- the registered version's tags `lineage.*`: a digest of each split's row set (sha256 of the
+  sorted hashes: the same rows in any order give the same digest), their sizes, the class
+  names, and the data version (ingest's DatasetMeta.origin, credentials masked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from bertpipe.artifacts import read_parquet, write_parquet
+from bertpipe.contracts import DatasetMeta
+from bertpipe.redact import PlainError, mask_mapping
+
+SPLITS = ("train", "val", "test")
+ARTIFACT_DIR = "lineage"
+ROWS_FILE = "rows.parquet"
+TAG = "lineage."  # prefix of the registered version's tags
+MAX_TAG_CHARS = 4000  # MLflow keeps tag values up to 5000 characters
+_SPACE = re.compile(r"\s+")
+
+
+class LineageError(PlainError):
+    """A model's lineage is missing or unreadable, so overlap cannot be checked."""
+
+
+def normalise(text: str) -> str:
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def row_hashes(texts: list[str]) -> np.ndarray:
+    """(N,) uint64: the first 8 bytes of blake2b of each normalised text."""
+    return np.array([int.from_bytes(hashlib.blake2b(normalise(t).encode("utf-8"), digest_size=8).digest(), "little")
+                     for t in texts], dtype=np.uint64)
+
+
+def set_digest(hashes: np.ndarray) -> str:
+    """sha256 (hex) of the sorted row hashes: a row set's identity, whatever its order."""
+    return hashlib.sha256(np.sort(hashes.astype(np.uint64)).astype("<u8").tobytes()).hexdigest()
+
+
+def split_rows(split_dir: str | Path) -> pd.DataFrame:
+    """(split, hash) for every row of the split folder's train, val and test tables."""
+    parts = [pd.DataFrame({"split": name, "hash": row_hashes(read_parquet(Path(split_dir) / f"{name}.parquet",
+                                                                          columns=["text"])["text"].tolist())})
+             for name in SPLITS]
+    return pd.concat(parts, ignore_index=True)
+
+
+def version_tags(rows: pd.DataFrame, dataset: DatasetMeta) -> dict[str, str]:
+    tags = {}
+    for name in SPLITS:
+        hashes = rows.loc[rows["split"] == name, "hash"].to_numpy(np.uint64)
+        tags[f"{TAG}{name}_digest"] = set_digest(hashes)
+        tags[f"{TAG}{name}_rows"] = str(len(hashes))
+    tags[f"{TAG}labels"] = json.dumps(list(dataset.labels))
+    tags[f"{TAG}data_version"] = json.dumps(mask_mapping(dataset.origin), sort_keys=True)[:MAX_TAG_CHARS]
+    return tags
+
+
+def log_lineage(split_dir: str | Path) -> dict[str, str]:
+    """Log the per-row artifact into the active MLflow run; the tags for the registered version."""
+    rows = split_rows(split_dir)
+    with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
+        write_parquet(rows, Path(tmp) / ROWS_FILE)
+        mlflow.log_artifact(str(Path(tmp) / ROWS_FILE), artifact_path=ARTIFACT_DIR)
+    return version_tags(rows, DatasetMeta.read(split_dir))
+
+
+def load_rows(run_id: str, what: str, dst: str | Path) -> pd.DataFrame:
+    """The (split, hash) rows a run's model was trained and validated on; what names it in errors."""
+    uri = f"runs:/{run_id}/{ARTIFACT_DIR}/{ROWS_FILE}"
+    try:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+    except (MlflowException, OSError) as err:  # a missing artifact, by store kind
+        raise LineageError(f"{what} has no lineage ({uri}: {type(err).__name__}), so the gate cannot check "
+                           "that it never saw the rows it is scored on; it was trained before lineage was "
+                           "recorded: retrain it (dvc repro), or move the alias by hand") from None
+    return read_parquet(path)

@@ -1,0 +1,131 @@
+"""Keep credentials out of everything this project prints or records.
+
+URLs can carry secrets in two places: the user info (`https://user:token@host`) and the query
+(`?token=...`, a presigned `X-Amz-Signature=...`). `mask_url` replaces both with `***`;
+`mask_text` does it for every URL inside a longer text (a log line, an error, a traceback).
+`setup_logging` (bertpipe.logs) installs `RedactingFormatter` and `excepthook`, so a log line
+or an uncaught error is masked even when the code that made it forgot to.
+
+Run as a filter, for the output of other programs (ci/retrain.sh pipes dvc through it):
+    dvc push 2>&1 | python -m bertpipe.redact
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import traceback
+import urllib.parse
+
+MASK = "***"
+# scheme://[userinfo@]rest, up to whitespace or a quote; schemes such as s3, gs, ssh, https, postgresql+psycopg.
+URL_RE = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^\s'\"<>`]+)")
+
+
+class PlainError(Exception):
+    """An error whose message says everything: printed as one line, without a traceback."""
+
+
+def mask_url(url: str) -> str:
+    """url with its user info and the values of its query parameters replaced by ***.
+
+    Never raises: a string that does not parse as a URL is masked by pattern instead.
+    """
+    match = URL_RE.fullmatch(url.strip())
+    if not match:
+        return url
+    return match.group(1) + _mask_rest(match.group(2))
+
+
+def _mask_rest(rest: str) -> str:
+    """The part after scheme://, masked: the user info before the host, the query's values."""
+    cut = next((i for i, c in enumerate(rest) if c in "/?#"), len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        authority = MASK + "@" + authority.rsplit("@", 1)[1]
+    path, qsep, query = tail.partition("?")
+    if not qsep:
+        return authority + tail
+    query, hsep, fragment = query.partition("#")
+    return authority + path + "?" + "&".join(_mask_pair(pair) for pair in query.split("&")) + hsep + fragment
+
+
+def _mask_pair(pair: str) -> str:
+    key, eq, value = pair.partition("=")
+    return f"{key}={MASK}" if eq and value else pair
+
+
+def mask_text(text: str) -> str:
+    """text with every URL in it masked (mask_url)."""
+    return URL_RE.sub(lambda m: m.group(1) + _mask_rest(m.group(2)), text)
+
+
+def mask_mapping(values: dict) -> dict:
+    """A copy of values (MLflow params or tags) with URLs in string values masked; nested dicts too."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out[key] = mask_mapping(value)
+        elif isinstance(value, str):
+            out[key] = mask_text(value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_url(url: str, what: str) -> urllib.parse.SplitResult:
+    """url split into parts, or a PlainError naming `what` (masked) when it cannot be a URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0-65535
+    except ValueError as err:
+        raise PlainError(f"{what}={mask_url(url)!r} is not a valid URL ({err}); expected "
+                         "scheme://host[:port][/path], such as https://mlflow.example.org") from None
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise PlainError(f"{what}={mask_url(url)!r} is not a valid URL: no host name; expected "
+                         f"{parts.scheme}://host[:port][/path]")
+    return parts
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as `inner` (or as a plain Formatter with these arguments), then masks the URLs
+    in the whole output: message, arguments and traceback alike."""
+
+    def __init__(self, *args, inner: logging.Formatter | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(self.inner.format(record) if self.inner else super().format(record))
+
+
+def redact_handlers(fmt: str, datefmt: str) -> None:
+    """Mask the output of every handler now configured: the root logger's (given fmt), and
+    those libraries such as MLflow attached to their own loggers (their format kept)."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, RedactingFormatter):
+            handler.setFormatter(RedactingFormatter(fmt, datefmt=datefmt))
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        for handler in getattr(logger, "handlers", []):
+            if not isinstance(handler.formatter, RedactingFormatter):
+                handler.setFormatter(RedactingFormatter(inner=handler.formatter or logging.Formatter()))
+
+
+def excepthook(kind, err, tb) -> None:
+    """sys.excepthook: a PlainError as one line; any other error as its traceback; both masked."""
+    if isinstance(err, PlainError):
+        text = f"error: {err}\n"
+    else:
+        text = "".join(traceback.format_exception(kind, err, tb))
+    sys.stderr.write(mask_text(text))
+
+
+def main() -> None:
+    for line in sys.stdin:
+        sys.stdout.write(mask_text(line))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
