@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.metadata
 import hashlib
 import io
 import json
@@ -116,13 +117,28 @@ def movie_reviews(subset: str) -> pd.DataFrame:
     return df[["source_row", "text", "label"]].reset_index(drop=True)
 
 
-def read_movie_reviews(subset: str) -> RawTable:
+def embedded_origin(subset: str, expected_sha256: str) -> dict[str, str]:
+    """Package version and CSV digest of the embedded data, refused unless the digest is the one
+    params expect: DVC does not see files inside an installed package, params it does."""
+    csv, version = movie_reviews_csv(), importlib.metadata.version("movie-reviews")
+    digest = file_digest(csv)
+    if digest != expected_sha256.lower():
+        raise SourceError(
+            f"{csv} (movie-reviews {version}) has sha256 {digest}, but ingest.embedded_sha256="
+            f"{expected_sha256!r} in params.yaml: the embedded data changed with the package. To ingest this "
+            f"version, set `embedded_sha256: {digest}` in the ingest section (DVC then reruns ingest), or "
+            "install the movie-reviews version that has the expected file")
+    return {"package": "movie-reviews", "version": version, "file": csv.name, "sha256": digest, "subset": subset}
+
+
+def read_movie_reviews(subset: str, expected_sha256: str) -> RawTable:
+    origin = embedded_origin(subset, expected_sha256)
     df = movie_reviews(subset)
     rows = [(f"row {r + 1}", "train", t, None if pd.isna(v) else int(v))
             for r, t, v in zip(df["source_row"], df["text"], df["label"])]
     # The package's own row numbers stay the ids, so both subsets keep theirs.
     return _frame(rows, f"{movie_reviews_csv()} ({subset})", source_rows=df["source_row"].tolist(),
-                  label_map=SENTIMENT_NAMES, origin={"package": "movie-reviews", "subset": subset})
+                  label_map=SENTIMENT_NAMES, origin=origin)
 
 
 # --- local files -----------------------------------------------------------------------------------
@@ -365,7 +381,7 @@ def read_file(kind: str, path: Path, p: IngestParams) -> RawTable:
 def load_source(p: IngestParams, cache_dir: Path) -> RawTable:
     """Every row of the source that params name."""
     if p.source in ("imdb", "rotten_tomatoes"):
-        table = read_movie_reviews(p.source)
+        table = read_movie_reviews(p.source, p.embedded_sha256)
     elif p.source in ("csv", "tsv", "jsonl", "parquet"):
         table = read_file(p.source, Path(p.path), p)
     elif p.source == "aclimdb":

@@ -76,10 +76,10 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
 
 def copy_project(dest: Path) -> Path:
     """The tracked project files, for tests that run DVC in a repo of their own."""
-    for name in ("stages", "bertpipe", "dvc.yaml", "params.yaml", "pyproject.toml"):
+    for name in ("stages", "bertpipe", "data/raw", "dvc.yaml", "params.yaml", "pyproject.toml"):
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         else:
             shutil.copy2(src, dest / name)
     return dest
