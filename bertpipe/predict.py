@@ -125,9 +125,9 @@ def add_predictions(rows: list[dict[str, Any]], column: str, classifier: Classif
                     len(rows), column, listed, ", ..." if len(skipped) > MAX_LISTED else "")
     probs = classifier.predict_proba([rows[i][column] for i in usable], batch_size) if usable else np.zeros((0, 0))
     out = [{**row, **{f"{prefix}{c}": None for c in new_columns}} for row in rows]
-    for i, p in zip(usable, probs):
+    for i, p in zip(usable, probs, strict=True):
         out[i][f"{prefix}label"] = names[int(p.argmax())]
-        for name, value in zip(names, p):
+        for name, value in zip(names, p, strict=True):
             out[i][f"{prefix}prob_{name}"] = float(value)
     return out
 

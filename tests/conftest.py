@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from bertpipe.params import load_yaml
 from bertpipe.artifacts import write_parquet
 from bertpipe.contracts import DatasetMeta
-
 from bertpipe.embedded import embedded_model_dir
+from bertpipe.params import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["a wonderful, moving film with great acting", "loved it, brilliant and touching story",

@@ -49,7 +49,8 @@ def write(root: Path, rel: str, text: str = "") -> None:
 @pytest.fixture
 def tree(tmp_path) -> Path:
     write(tmp_path, "stages/__init__.py")
-    write(tmp_path, "stages/run.py", "import os\nfrom bertpipe.a import f\n\ndef main():\n    from bertpipe import lazy\n")
+    write(tmp_path, "stages/run.py", "import os\nfrom bertpipe.a import f\n\n"
+                                     "def main():\n    from bertpipe import lazy\n")
     write(tmp_path, "bertpipe/__init__.py")
     write(tmp_path, "bertpipe/a.py", "import torch\nfrom bertpipe.sub.b import g\n")
     write(tmp_path, "bertpipe/sub/__init__.py")

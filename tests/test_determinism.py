@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import ingest, split, tokenize
 from bertpipe.params import load_yaml
+from stages import ingest, split, tokenize
 from tests.conftest import copy_project, tiny_reviews, write_params
 from tests.mlops_helpers import ran_stages, sh
 

@@ -24,7 +24,8 @@ def test_values_are_typed_and_frozen(tmp_path):
 @pytest.mark.parametrize("section,values,match", [
     ("split", {"val_fraction": 1.2}, r"split\.val_fraction=1\.2 in .*p\.yaml: must be > 0 and < 1"),
     ("split", {"val_fraction": 0.5, "test_fraction": 0.5}, r"split\.test_fraction=0\.5 .*must be below 1"),
-    ("split", {"vall_fraction": 0.1}, r"split\.vall_fraction in .*: unknown key; known keys of split are: .*val_fraction"),
+    ("split", {"vall_fraction": 0.1},
+     r"split\.vall_fraction in .*: unknown key; known keys of split are: .*val_fraction"),
     ("train", {"batch_size": "16"}, r"train\.batch_size='16' .*must be of type int"),
     ("train", {"batch_size": True}, r"train\.batch_size=True .*must be a number"),
     ("train", {"precision": "fp16"}, r"train\.precision='fp16' .*must be one of 'auto', 'bf16', 'fp32'"),

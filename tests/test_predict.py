@@ -84,7 +84,7 @@ def test_bad_inputs_say_what_to_do(positive, tmp_path):
     with pytest.raises(ValueError, match=r"in.jsonl line 2: not valid JSON"):
         predict.main(["--model", positive, "--input", str(tmp_path / "in.jsonl")])
     (tmp_path / "in.txt").write_text("x\n")
-    with pytest.raises(ValueError, match=r"in.txt: unknown file type; use a .csv or .jsonl name, or say --input-format"):
+    with pytest.raises(ValueError, match=r"in.txt: unknown file type; use a .csv or .jsonl name, or say --input-"):
         predict.main(["--model", positive, "--input", str(tmp_path / "in.txt")])
     with pytest.raises(FileNotFoundError, match="no such folder"):
         predict.main(["--model", str(tmp_path / "nothing-here"), "text"])
