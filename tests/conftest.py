@@ -1,8 +1,14 @@
-"""Shared fixtures: a tiny randomly initialised BERT, a tiny labelled dataset, params files."""
+"""Shared fixtures and plumbing, written once: a tiny randomly initialised BERT, a tiny labelled
+dataset, params files, MLflow stores, a shell helper, a free port, the shared pipeline run."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -65,12 +71,67 @@ def tiny_train_params(model: Path) -> dict:
     }
 
 
+# --- MLflow stores ---------------------------------------------------------------------------------
+
 @pytest.fixture
 def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A new sqlite store of the test's own in MLFLOW_TRACKING_URI."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     return uri
+
+
+@pytest.fixture(scope="session")
+def shared_store_dir(tmp_path_factory) -> Path:
+    """One MLflow store folder (sqlite file and ./mlruns artifacts) for the session: a new store
+    spends seconds creating its tables. Tests keep apart by registered model name (model_name)."""
+    return tmp_path_factory.mktemp("mlflow-store")
+
+
+@contextlib.contextmanager
+def using_store(folder: Path) -> Iterator[Path]:
+    """MLFLOW_TRACKING_URI at folder's store, and folder as the cwd (MLflow's ./mlruns)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        mp.delenv("DVC_EXP_NAME", raising=False)
+        mp.chdir(folder)
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def store(shared_store_dir) -> Iterator[Path]:
+    """The session's shared MLflow store, in use (env and cwd) for the module's tests."""
+    with using_store(shared_store_dir) as folder:
+        yield folder
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
+       check: bool = True) -> subprocess.CompletedProcess:
+    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable)."""
+    merged = {**os.environ, **(env or {})}
+    done = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
+                          capture_output=True, text=True, check=False)
+    if check:
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages `dvc repro` ran, in order, from its output."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- projects that run DVC -------------------------------------------------------------------------
 
 
 def copy_project(dest: Path) -> Path:
@@ -82,6 +143,28 @@ def copy_project(dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / name)
     return dest
+
+
+def init_repo(root: Path, *before_commit: tuple[str, ...]) -> Path:
+    """git and DVC initialised in root, before_commit commands run, everything committed."""
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "git", "config", "user.email", "ci@example.com")
+    sh(root, "git", "config", "user.name", "ci")
+    sh(root, "dvc", "init", "-q", "--force")
+    shutil.copy2(ROOT / ".dvc/config", root / ".dvc/config")  # dvc init wrote a blank one; ours has the remote
+    for cmd in before_commit:
+        sh(root, *cmd)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
+    return root
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, tiny_bert) -> Path:
+    """The shared pipeline run: a tiny project after one `dvc repro`, committed (mlops_helpers)."""
+    from tests.mlops_helpers import reproduced_project
+
+    return reproduced_project(tmp_path_factory, tiny_bert)
 
 
 def make_ingested(folder: Path, n: int = 48) -> None:

@@ -4,22 +4,27 @@ per session that the slower tests clone."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
-import pytest
 import torch
 
 from bertpipe.artifacts import write_parquet
 from bertpipe.contracts import CheckpointMeta
 from bertpipe.inference import Classifier
 from bertpipe.tracking import log_classifier
-from tests.conftest import ROOT, copy_project, tiny_reviews, tiny_train_params, write_params
+from tests.conftest import (  # noqa: F401 (sh, ran_stages, using_store: also imported from here)
+    ROOT,
+    copy_project,
+    init_repo,
+    ran_stages,
+    sh,
+    tiny_reviews,
+    tiny_train_params,
+    using_store,
+    write_params,
+)
 
 LABELS = ["negative", "positive"]
 EXAMPLES = ["a wonderful film", "a dull film"]
@@ -48,24 +53,6 @@ def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
 _SHARED: dict[str, object] = {}
 
 
-def shared_store(tmp_path_factory) -> Path:
-    """One MLflow store folder (sqlite file and ./mlruns artifacts) for the session: a new
-    store spends seconds creating its tables. Tests keep apart by registered model name."""
-    if "store" not in _SHARED:
-        _SHARED["store"] = tmp_path_factory.mktemp("mlflow-store")
-    return _SHARED["store"]
-
-
-@contextlib.contextmanager
-def using_store(folder: Path) -> Iterator[Path]:
-    """MLFLOW_TRACKING_URI at folder's store, and folder as the cwd (MLflow's ./mlruns)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        mp.delenv("DVC_EXP_NAME", raising=False)
-        mp.chdir(folder)
-        yield folder
-
-
 def constant_checkpoints(tmp_path_factory, tiny_bert: Path) -> dict[int, Path]:
     """{0: always negative, 1: always positive}, built once per session."""
     if "checkpoints" not in _SHARED:
@@ -88,21 +75,6 @@ def write_test_split(folder: Path, labels: list[int]) -> Path:
     return folder
 
 
-def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
-       check: bool = True) -> subprocess.CompletedProcess:
-    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable)."""
-    merged = {**os.environ, **(env or {})}
-    done = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
-                          capture_output=True, text=True, check=False)
-    if check:
-        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
 def new_project(dest: Path, tiny_bert: Path) -> Path:
     """The project's tracked files in a fresh git repo, on the tiny configuration, committed."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -112,14 +84,7 @@ def new_project(dest: Path, tiny_bert: Path) -> Path:
         shutil.copy2(ROOT / name, dest / name)
     shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
     write_params(dest / "params.yaml", **tiny_train_params(tiny_bert))
-    sh(dest, "git", "init", "-q", "-b", "main")
-    sh(dest, "git", "config", "user.email", "ci@example.com")
-    sh(dest, "git", "config", "user.name", "ci")
-    sh(dest, "dvc", "init", "-q", "--force")
-    shutil.copy2(ROOT / ".dvc/config", dest / ".dvc/config")  # dvc init wrote a blank one
-    sh(dest, "git", "add", "-A")
-    sh(dest, "git", "commit", "-qm", "tiny pipeline")
-    return dest
+    return init_repo(dest)
 
 
 _REPRODUCED: dict[str, Path] = {}
@@ -131,7 +96,8 @@ def reproduced_project(tmp_path_factory, tiny_bert: Path) -> Path:
     Built once per session; tests that change it work on a clone (clone_project)."""
     if "path" not in _REPRODUCED:
         root = new_project(tmp_path_factory.mktemp("reproduced") / "project", tiny_bert)
-        sh(root, "dvc", "repro", env=mlflow_env(root))
+        done = sh(root, "dvc", "repro", env=mlflow_env(root))
+        (root.parent / "repro.log").write_text(done.stdout)  # what ran, for the tests that check it
         sh(root, "git", "add", "-A")
         sh(root, "git", "commit", "-qm", "reproduce")
         _REPRODUCED["path"] = root

@@ -9,8 +9,7 @@ import yaml
 
 from bertpipe.params import load_yaml
 from stages import ingest, split, tokenize
-from tests.conftest import copy_project, tiny_reviews, write_params
-from tests.mlops_helpers import ran_stages, sh
+from tests.conftest import copy_project, init_repo, ran_stages, sh, tiny_reviews, write_params
 
 DATA_STAGES = ["ingest", "split", "tokenize"]
 
@@ -71,10 +70,7 @@ def test_dvc_repro_force_twice_gives_the_same_hashes_and_new_data_reruns_ingest(
     pipeline["stages"] = {name: pipeline["stages"][name] for name in DATA_STAGES}  # no model needed
     pipeline.pop("plots", None)
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.com"],
-                ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"],
-                ["dvc", "add", "-q", "data/raw/reviews.csv"], ["git", "add", "-A"], ["git", "commit", "-qm", "data"]):
-        sh(repo, *cmd)
+    init_repo(repo, ("dvc", "add", "-q", "data/raw/reviews.csv"))
 
     assert ran_stages(sh(repo, "dvc", "repro", "--force", "tokenize").stdout) == DATA_STAGES
     first = out_hashes(repo)

@@ -12,13 +12,7 @@ from mlflow import MlflowClient
 
 from bertpipe import predict
 from bertpipe.registry import set_champion
-from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name, shared_store, using_store
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
+from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name
 
 
 @pytest.fixture

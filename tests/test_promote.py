@@ -17,18 +17,10 @@ from tests.mlops_helpers import (
     constant_checkpoints,
     log_and_register,
     model_name,
-    shared_store,
-    using_store,
     write_test_split,
 )
 
 NEGATIVE, POSITIVE = 0, 1
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from bertpipe.inference import Classifier
 from bertpipe.registry import CHALLENGER, CHAMPION, decide, resolve_checkpoint, set_champion, version_by_alias
-from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name, shared_store, using_store
+from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name
 
 
 def test_first_model_becomes_champion():
@@ -29,12 +29,6 @@ def test_challenger_must_beat_champion_by_more_than_the_margin(challenger, champ
     decision = decide(challenger, champion, margin, "accuracy")
     assert decision.promote is promote
     assert f"{challenger - champion:+.4f}" in decision.reason
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
 
 
 @pytest.fixture
