@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,10 +111,17 @@ def store(shared_store_dir) -> Iterator[Path]:
 
 def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
        check: bool = True) -> subprocess.CompletedProcess:
-    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable)."""
+    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable).
+
+    Output goes through files, not pipes: a daemon the command leaves behind (`dvc queue start`'s
+    worker) inherits them, and a pipe would keep this call waiting for the daemon to exit."""
     merged = {**os.environ, **(env or {})}
-    done = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
-                          capture_output=True, text=True, check=False)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
+                              stdout=out, stderr=err, check=False).returncode
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(cmd, code, out.read(), err.read())
     if check:
         assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
