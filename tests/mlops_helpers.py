@@ -28,8 +28,8 @@ from tests.conftest import (  # noqa: F401 (sh, ran_stages, using_store: also im
 
 LABELS = ["negative", "positive"]
 EXAMPLES = ["a wonderful film", "a dull film"]
-# Files a project needs beyond copy_project's: the default DVC remote and the retrain script.
-EXTRA_FILES = (".dvc/config", "ci/retrain.sh")
+# Files a project needs beyond copy_project's (init_repo brings the DVC config): the retrain script.
+EXTRA_FILES = ("ci/retrain.sh", ".gitignore")
 
 
 def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int) -> Path:
@@ -82,7 +82,6 @@ def new_project(dest: Path, tiny_bert: Path) -> Path:
     for name in EXTRA_FILES:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
-    shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
     write_params(dest / "params.yaml", **tiny_train_params(tiny_bert))
     return init_repo(dest)
 
