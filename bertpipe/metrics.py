@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, log_loss, precision_recall_fscore_support,
-                             roc_auc_score)
+from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support, roc_auc_score
 
 
 def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:

@@ -99,7 +99,7 @@ def from_mapping(cls: type[T], section: str, raw: dict[str, Any], path: str | Pa
             f"{section}.{unknown[0]} in {path}: unknown key; known keys of {section} are: {known}"
         )
     values = {}
-    for name, field in fields.items():
+    for name in fields:
         if name in raw:
             values[name] = _check_type(section, name, raw[name], hints[name], path)
         else:

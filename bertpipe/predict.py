@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bertpipe.artifacts import atomic_path
+from bertpipe.artifacts import atomic_path, jsonl_objects
 from bertpipe.inference import Classifier
 from bertpipe.logs import run_cli
 from bertpipe.registry import resolve_checkpoint
@@ -77,20 +77,8 @@ def parse_rows(text: str, fmt: str, source: str) -> list[dict[str, Any]]:
     if fmt == "csv":
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         return frame.to_dict("records")
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            rows.append({})  # a blank line: a row without text, kept so rows line up
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source} line {number}: not valid JSON ({err.msg}); JSONL needs one object "
-                             "per line") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{source} line {number}: expected a JSON object with a text key, got {line[:60]!r}")
-        rows.append(row)
-    return rows
+    # keep_blank: a blank line is a row without text, kept so the output lines up with the input
+    return [row for _, row in jsonl_objects(text.splitlines(), source, '{"text": ...}', keep_blank=True)]
 
 
 def read_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str, str]:
@@ -130,9 +118,9 @@ def add_predictions(rows: list[dict[str, Any]], column: str, classifier: Classif
     out = [{**row, **{f"{prefix}{c}": None for c in new_columns}} for row in rows]
     for i in skipped:
         out[i][f"{prefix}reason"] = NO_TEXT
-    for i, p in zip(usable, probs):
+    for i, p in zip(usable, probs, strict=True):
         out[i][f"{prefix}label"] = names[int(p.argmax())]
-        for name, value in zip(names, p):
+        for name, value in zip(names, p, strict=True):
             out[i][f"{prefix}prob_{name}"] = float(value)
     return out
 

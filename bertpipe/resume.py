@@ -1,7 +1,9 @@
 """The resumable training checkpoint: weights, optimizer, scheduler, RNG, position, best so far.
 
-It lives in a DVC `persist: true` output, so DVC leaves it alone between runs. A run whose
-params and data match a saved, unfinished state continues from it; anything else starts over.
+It lives in a DVC `persist: true` output, so DVC leaves it alone between runs. A run continues a
+saved, unfinished state only when everything that shapes the result matches (resume_key: params,
+data, process count, code, library versions, base weights, device, precision); anything else
+starts over, with a log line naming what changed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors.torch import load_model, save_model
 
 from bertpipe.artifacts import (
@@ -24,14 +27,16 @@ from bertpipe.artifacts import (
     remove_leftovers,
     write_json,
 )
+from bertpipe.codedeps import code_digest
 
 log = logging.getLogger(__name__)
 LAST = "last"  # subfolder with the latest resumable state; "best" holds the best checkpoint
+WEIGHT_FILES = ("*.safetensors", "*.bin")
 
 
 @dataclass
 class ResumeState:
-    key: str
+    key: dict[str, str]
     step: int = 0
     epoch: int = 0
     batch_pos: int = 0  # index of the next micro-batch in this epoch's order
@@ -58,13 +63,14 @@ class ResumeState:
             torch.cuda.set_rng_state_all(saved["rng_cuda"])
 
 
-def fingerprint(params: dict, files: list[str], world_size: int) -> str:
-    """What must match for a saved state to be continued: params, input bytes, process count."""
-    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    for f in files:
-        h.update(file_digest(f).encode())
-    h.update(str(world_size).encode())
-    return h.hexdigest()
+def resume_key(params: dict, files: list[str], world_size: int, script: str | Path, base_model: str,
+               device: torch.device, dtype: torch.dtype | None) -> dict[str, str]:
+    """What must match for a saved state to be continued, part by part, so a mismatch can say which."""
+    data = hashlib.sha256(b"".join(file_digest(f).encode() for f in files))
+    return {"params": hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest(),
+            "data": data.hexdigest(), "world_size": str(world_size), "code": code_digest(script),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "base_model": weights_digest(base_model), "device": device.type, "precision": str(dtype or torch.float32)}
 
 
 def _read_saved(info: Path) -> dict | None:
@@ -81,12 +87,34 @@ def _read_saved(info: Path) -> dict | None:
         return None
 
 
-def load_state(folder: str | Path, key: str) -> ResumeState:
+def weights_digest(model: str) -> str:
+    """sha256 over the weight files of a model folder, or of a hub id's files in the Hugging Face
+    cache (fetched now if missing: from_pretrained would fetch them a moment later anyway)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(model, allow_patterns=list(WEIGHT_FILES)))
+    files = sorted({p for pattern in WEIGHT_FILES for p in folder.glob(pattern)})
+    return hashlib.sha256(b"".join(p.name.encode() + file_digest(p).encode() for p in files)).hexdigest()
+
+
+def changed_parts(saved: object, key: dict[str, str]) -> list[str]:
+    """'part: saved -> now' for each part of key that differs from the saved key."""
+    if not isinstance(saved, dict):
+        return ["key: one digest, written by an older bertpipe -> parts " + ", ".join(key)]
+    return [f"{part}: {saved.get(part)} -> {now}" for part, now in key.items() if saved.get(part) != now]
+
+
+def load_state(folder: str | Path, key: dict[str, str]) -> ResumeState:
     recover_dir(Path(folder) / LAST)  # a save killed between its two renames
     remove_leftovers(folder)  # temporary folders of a killed save
     saved = _read_saved(Path(folder) / LAST / "state.json")
-    if saved is not None and saved.get("key") == key and not saved.get("finished"):
-        return ResumeState(**{**saved, "folder": str(folder)})
+    if saved is not None and not saved.get("finished"):
+        if saved.get("key") == key:
+            return ResumeState(**{**saved, "folder": str(folder)})
+        log.warning("starting over: the resumable state in %s was saved with other %s", folder,
+                    "; ".join(changed_parts(saved.get("key"), key)))
     shutil.rmtree(folder, ignore_errors=True)  # stale, finished or unreadable: start over, clean
     Path(folder).mkdir(parents=True, exist_ok=True)
     return ResumeState(key=key, folder=str(folder))

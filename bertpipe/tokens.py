@@ -49,6 +49,7 @@ _SPLITS_ON_WHITESPACE = (pre_tokenizers.BertPreTokenizer, pre_tokenizers.Whitesp
                          pre_tokenizers.WhitespaceSplit)
 
 
+
 @dataclass(frozen=True)
 class SpecialLayout:
     """The special tokens the tokenizer puts around one sequence ([CLS] ... [SEP] for BERT)."""

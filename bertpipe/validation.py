@@ -166,12 +166,14 @@ def validate(raw: pd.DataFrame, norm: Normalization,
     source_split = df["source_split"] if "source_split" in df else pd.Series("train", index=df.index)
     # Lists, not Series.map: pandas would infer its str dtype and turn None into NaN.
     labels = pd.Series([label_text(v) for v in df["label"]], index=df.index, dtype=object)
-    bad_code = pd.Series([_bad_code_points(t) or _bad_code_points(v) for t, v in zip(df["text"], labels)],
+    bad_code = pd.Series([_bad_code_points(t) or _bad_code_points(v)
+                          for t, v in zip(df["text"], labels, strict=True)],
                          index=df.index, dtype=object)
     undecodable = bad_code != ""
     text = pd.Series([normalize(t, norm) if isinstance(t, str) and not bad else ""
-                      for t, bad in zip(df["text"], undecodable)], index=df.index, dtype=object)
-    text_reasons = pd.Series([bad or text_reason(raw, t) for raw, t, bad in zip(df["text"], text, bad_code)],
+                      for t, bad in zip(df["text"], undecodable, strict=True)], index=df.index, dtype=object)
+    text_reasons = pd.Series([bad or text_reason(raw, t)
+                              for raw, t, bad in zip(df["text"], text, bad_code, strict=True)],
                              index=df.index, dtype=object)
     if label_map:
         labels = pd.Series([label_map.get(v, v) if v is not None else None for v in labels], index=df.index,
@@ -192,7 +194,7 @@ def validate(raw: pd.DataFrame, norm: Normalization,
         "source_row": df.loc[bad, "source_row"].astype("int64").to_numpy(),
         "location": location[bad].astype(str).to_numpy(),
         "source_split": source_split[bad].astype(str).to_numpy(),
-        "text": [readable(r) if u else t for r, t, u in zip(df["text"][bad], text[bad], undecodable[bad])],
+        "text": [readable(r) if u else t for r, t, u in zip(df["text"][bad], text[bad], undecodable[bad], strict=True)],
         "label": pd.array([readable(v) if v is not None else None for v in labels[bad]], dtype=object),
         "reason": reason[bad].astype(str).to_numpy(),
     })

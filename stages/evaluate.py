@@ -17,6 +17,7 @@ Run: python -m stages.evaluate --model models/best --tokens data/tokenized --spl
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def by_length(words: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> dict:
     out = {}
-    for lo, hi in zip(LENGTH_BUCKETS[:-1], LENGTH_BUCKETS[1:]):
+    for lo, hi in itertools.pairwise(LENGTH_BUCKETS):
         rows = (words >= lo) & (words < hi)
         if rows.any():
             name = f"{lo}-{hi - 1}_words" if hi < 10**9 else f"{lo}+_words"
@@ -83,7 +84,8 @@ def confident_errors(test: pd.DataFrame, probs: np.ndarray, names: list[str]) ->
     preds = probs.argmax(1)
     wrong = np.flatnonzero(preds != test["label"].to_numpy())
     worst = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:N_ERRORS]
-    return pd.DataFrame({"id": test["id"].to_numpy()[worst], "actual": [names[i] for i in test["label"].to_numpy()[worst]],
+    return pd.DataFrame({"id": test["id"].to_numpy()[worst],
+                         "actual": [names[i] for i in test["label"].to_numpy()[worst]],
                          "predicted": [names[i] for i in preds[worst]], "confidence": probs[worst, preds[worst]],
                          "text": test["text"].to_numpy()[worst]})
 
@@ -129,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(args.plots) as out:
         write_csv(roc, out / "roc.csv")
         write_csv(pr, out / "precision_recall.csv")
-        write_csv(pd.DataFrame({"actual": [names[i] for i in labels], "predicted": [names[i] for i in probs.argmax(1)]}),
-                  out / "confusion.csv")
+        confusion = {"actual": [names[i] for i in labels], "predicted": [names[i] for i in probs.argmax(1)]}
+        write_csv(pd.DataFrame(confusion), out / "confusion.csv")
         write_csv(pd.DataFrame(reliability), out / "calibration.csv")
         write_csv(confident_errors(test, probs, names), out / "errors.csv")
         pngs = [plots.confusion_png(cm, names, out / "confusion.png"),

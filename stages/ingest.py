@@ -55,7 +55,7 @@ def quarantine_hints(result: Validated, params: IngestParams) -> str:
         hints.append(f"Rows with empty text: check ingest.text_column={params.text_column!r}")
     first = result.quarantined.head(5)
     hints.append("First rows set aside: " + "; ".join(f"{loc} ({why})" for loc, why in
-                                                      zip(first["location"], first["reason"])))
+                                                      zip(first["location"], first["reason"], strict=True)))
     return ". ".join(hints)
 
 

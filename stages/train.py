@@ -41,7 +41,7 @@ from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
 from bertpipe.modeling import autocast, autocast_dtype, pretrained_kwargs, resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.resume import ResumeState, fingerprint, load_state, mark_finished, save_state
+from bertpipe.resume import ResumeState, load_state, mark_finished, resume_key, save_state
 from bertpipe.tracking import log_classifier, log_dataset, run_tags, start_run
 
 log = logging.getLogger("train")
@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
     total_steps = math.ceil(p.epochs * steps_per_epoch)
     inputs = [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")]
-    state = load_state(args.state, fingerprint(asdict(p), inputs, dist.world_size()))
+    key = resume_key(asdict(p), inputs, dist.world_size(), __file__, resolve_model(meta.model), device, dtype)
+    state = load_state(args.state, key)
 
     run = start_run(p.mlflow_experiment, state.run_id) if dist.is_main() else None  # fails fast if unreachable
 

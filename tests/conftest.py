@@ -1,19 +1,25 @@
-"""Shared fixtures: a tiny randomly initialised BERT, a tiny labelled dataset, params files."""
+"""Shared fixtures and plumbing, written once: a tiny randomly initialised BERT, a tiny labelled
+dataset, params files, MLflow stores, a shell helper, a free port, the shared pipeline run."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from bertpipe.params import load_yaml
 from bertpipe.artifacts import write_parquet
 from bertpipe.contracts import DatasetMeta
-
 from bertpipe.embedded import embedded_model_dir
+from bertpipe.params import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["a wonderful, moving film with great acting", "loved it, brilliant and touching story",
@@ -66,23 +72,107 @@ def tiny_train_params(model: Path) -> dict:
     }
 
 
+# --- MLflow stores ---------------------------------------------------------------------------------
+
 @pytest.fixture
 def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A new sqlite store of the test's own in MLFLOW_TRACKING_URI."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     return uri
 
 
+@pytest.fixture(scope="session")
+def shared_store_dir(tmp_path_factory) -> Path:
+    """One MLflow store folder (sqlite file and ./mlruns artifacts) for the session: a new store
+    spends seconds creating its tables. Tests keep apart by registered model name (model_name)."""
+    return tmp_path_factory.mktemp("mlflow-store")
+
+
+@contextlib.contextmanager
+def using_store(folder: Path) -> Iterator[Path]:
+    """MLFLOW_TRACKING_URI at folder's store, and folder as the cwd (MLflow's ./mlruns)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        mp.delenv("DVC_EXP_NAME", raising=False)
+        mp.chdir(folder)
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def store(shared_store_dir) -> Iterator[Path]:
+    """The session's shared MLflow store, in use (env and cwd) for the module's tests."""
+    with using_store(shared_store_dir) as folder:
+        yield folder
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
+       check: bool = True) -> subprocess.CompletedProcess:
+    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable).
+
+    Output goes through files, not pipes: a daemon the command leaves behind (`dvc queue start`'s
+    worker) inherits them, and a pipe would keep this call waiting for the daemon to exit."""
+    merged = {**os.environ, **(env or {})}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
+                              stdout=out, stderr=err, check=False).returncode
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(cmd, code, out.read(), err.read())
+    if check:
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages `dvc repro` ran, in order, from its output."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- projects that run DVC -------------------------------------------------------------------------
+
+
 def copy_project(dest: Path) -> Path:
     """The tracked project files, for tests that run DVC in a repo of their own."""
-    for name in ("stages", "bertpipe", "dvc.yaml", "params.yaml", "pyproject.toml"):
+    for name in ("stages", "bertpipe", "data/raw", "dvc.yaml", "params.yaml", "pyproject.toml"):
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         else:
             shutil.copy2(src, dest / name)
     return dest
+
+
+def init_repo(root: Path, *before_commit: tuple[str, ...]) -> Path:
+    """git and DVC initialised in root, before_commit commands run, everything committed."""
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, "git", "config", "user.email", "ci@example.com")
+    sh(root, "git", "config", "user.name", "ci")
+    sh(root, "dvc", "init", "-q", "--force")
+    shutil.copy2(ROOT / ".dvc/config", root / ".dvc/config")  # dvc init wrote a blank one; ours has the remote
+    for cmd in before_commit:
+        sh(root, *cmd)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
+    return root
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, tiny_bert) -> Path:
+    """The shared pipeline run: a tiny project after one `dvc repro`, committed (mlops_helpers)."""
+    from tests.mlops_helpers import reproduced_project
+
+    return reproduced_project(tmp_path_factory, tiny_bert)
 
 
 def make_ingested(folder: Path, n: int = 48) -> None:

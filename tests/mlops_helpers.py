@@ -4,16 +4,11 @@ per session that the slower tests clone."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pandas as pd
-import pytest
 import torch
 
 from bertpipe.artifacts import write_parquet
@@ -21,12 +16,22 @@ from bertpipe.contracts import CheckpointMeta, DatasetMeta
 from bertpipe.inference import Classifier
 from bertpipe.lineage import log_lineage
 from bertpipe.tracking import log_classifier
-from tests.conftest import ROOT, copy_project, tiny_reviews, tiny_train_params, write_params
+from tests.conftest import (  # noqa: F401 (sh, ran_stages, using_store: also imported from here)
+    ROOT,
+    copy_project,
+    init_repo,
+    ran_stages,
+    sh,
+    tiny_reviews,
+    tiny_train_params,
+    using_store,
+    write_params,
+)
 
 LABELS = ["negative", "positive"]
 EXAMPLES = ["a wonderful film", "a dull film"]
-# Files a project needs beyond copy_project's: the default DVC remote and the retrain script.
-EXTRA_FILES = (".dvc/config", "ci/retrain.sh")
+# Files a project needs beyond copy_project's (init_repo brings the DVC config): the retrain script.
+EXTRA_FILES = ("ci/retrain.sh", ".gitignore")
 
 
 def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int, labels: list[str] = LABELS) -> Path:
@@ -49,24 +54,6 @@ def constant_checkpoint(folder: Path, tiny_bert: Path, favour: int, labels: list
 
 
 _SHARED: dict[str, object] = {}
-
-
-def shared_store(tmp_path_factory) -> Path:
-    """One MLflow store folder (sqlite file and ./mlruns artifacts) for the session: a new
-    store spends seconds creating its tables. Tests keep apart by registered model name."""
-    if "store" not in _SHARED:
-        _SHARED["store"] = tmp_path_factory.mktemp("mlflow-store")
-    return _SHARED["store"]
-
-
-@contextlib.contextmanager
-def using_store(folder: Path) -> Iterator[Path]:
-    """MLFLOW_TRACKING_URI at folder's store, and folder as the cwd (MLflow's ./mlruns)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        mp.delenv("DVC_EXP_NAME", raising=False)
-        mp.chdir(folder)
-        yield folder
 
 
 def constant_checkpoints(tmp_path_factory, tiny_bert: Path) -> dict[int, Path]:
@@ -108,28 +95,13 @@ def write_gate_split(folder: Path, test_labels: list[int], train_negative: int =
     reviews = tiny_reviews(2 * max(train_negative, train_positive) + 8)
     negative, positive = reviews[reviews["label"] == 0], reviews[reviews["label"] == 1]
     train = pd.concat([negative.iloc[:train_negative], positive.iloc[:train_positive]], ignore_index=True)
-    val = pd.concat([negative.iloc[train_negative:train_negative + 2], positive.iloc[train_positive:train_positive + 2]],
-                    ignore_index=True)
+    val = pd.concat([negative.iloc[train_negative:train_negative + 2],
+                     positive.iloc[train_positive:train_positive + 2]], ignore_index=True)
     write_parquet(train, folder / "train.parquet")
     write_parquet(val, folder / "val.parquet")
     write_parquet(unseen_reviews(test_labels) if test_rows is None else test_rows, folder / "test.parquet")
     DatasetMeta(labels=LABELS, normalization={}, source="csv", origin={"path": "tests"}).write(folder)
     return folder
-
-
-def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
-       check: bool = True) -> subprocess.CompletedProcess:
-    """Run cmd in cwd with os.environ updated by env (a None value unsets the variable)."""
-    merged = {**os.environ, **(env or {})}
-    done = subprocess.run(cmd, cwd=cwd, env={k: v for k, v in merged.items() if v is not None},
-                          capture_output=True, text=True, check=False)
-    if check:
-        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
 
 def new_project(dest: Path, tiny_bert: Path) -> Path:
@@ -139,16 +111,8 @@ def new_project(dest: Path, tiny_bert: Path) -> Path:
     for name in EXTRA_FILES:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
-    shutil.copy2(ROOT / ".gitignore", dest / ".gitignore")
     write_params(dest / "params.yaml", **tiny_train_params(tiny_bert))
-    sh(dest, "git", "init", "-q", "-b", "main")
-    sh(dest, "git", "config", "user.email", "ci@example.com")
-    sh(dest, "git", "config", "user.name", "ci")
-    sh(dest, "dvc", "init", "-q", "--force")
-    shutil.copy2(ROOT / ".dvc/config", dest / ".dvc/config")  # dvc init wrote a blank one
-    sh(dest, "git", "add", "-A")
-    sh(dest, "git", "commit", "-qm", "tiny pipeline")
-    return dest
+    return init_repo(dest)
 
 
 _REPRODUCED: dict[str, Path] = {}
@@ -160,7 +124,8 @@ def reproduced_project(tmp_path_factory, tiny_bert: Path) -> Path:
     Built once per session; tests that change it work on a clone (clone_project)."""
     if "path" not in _REPRODUCED:
         root = new_project(tmp_path_factory.mktemp("reproduced") / "project", tiny_bert)
-        sh(root, "dvc", "repro", env=mlflow_env(root))
+        done = sh(root, "dvc", "repro", env=mlflow_env(root))
+        (root.parent / "repro.log").write_text(done.stdout)  # what ran, for the tests that check it
         sh(root, "git", "add", "-A")
         sh(root, "git", "commit", "-qm", "reproduce")
         _REPRODUCED["path"] = root

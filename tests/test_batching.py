@@ -26,7 +26,8 @@ def test_shard_gives_each_rank_an_equal_disjoint_share():
 
 
 def test_collate_pads_to_multiple_of_8_with_mask():
-    split = TokenizedSplit.from_rows([np.arange(1, 4, dtype=np.int32), np.arange(1, 11, dtype=np.int32)], np.array([0, 1]))
+    rows = [np.arange(1, 4, dtype=np.int32), np.arange(1, 11, dtype=np.int32)]
+    split = TokenizedSplit.from_rows(rows, np.array([0, 1]))
     batch = collate(split, np.array([0, 1]), pad_id=0)
     assert batch["input_ids"].shape == (2, 16)
     assert batch["attention_mask"].sum(1).tolist() == [3, 10]

@@ -38,7 +38,7 @@ def exp_show_rows(project) -> dict[str, dict[str, str]]:
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for line in lines[2:]:
-        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=False))
         name = cells["Experiment"].split("[")[-1].rstrip("]") if "[" in cells["Experiment"] else cells["Experiment"]
         rows[name] = cells
     return rows
@@ -76,6 +76,6 @@ def test_queued_sweep_runs_each_experiment_once(project):
     states = {cells[1]: cells[-1] for cells in map(str.split, status.splitlines()) if len(cells) > 2}
     assert [states.get(name) for name in names] == ["Success", "Success"], status
     rows = exp_show_rows(project)
-    for name, learning_rate in zip(names, ("0.0005", "0.003")):
+    for name, learning_rate in zip(names, ("0.0005", "0.003"), strict=True):
         check_one_run(project, name, learning_rate)
         assert rows[name]["train.learning_rate"] == learning_rate and float(rows[name]["accuracy"]) >= 0

@@ -39,7 +39,7 @@ def test_every_row_is_kept_quarantined_or_counted_as_duplicate(tmp_path):
     assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
     assert (counts["kept"], counts["quarantined"], counts["duplicates_removed"]) == (6, 6, 1)
     q = pd.read_parquet(tmp_path / "ing/quarantine.parquet")
-    assert dict(zip(q["location"], q["reason"])) == {
+    assert dict(zip(q["location"], q["reason"], strict=True)) == {
         "line 8": "empty text", "line 9": "missing label", "line 10": "unknown label",
         "line 12": "duplicate text with conflicting labels", "line 13": "duplicate text with conflicting labels",
         "line 14": "undecodable bytes (not UTF-8)"}

@@ -1,13 +1,14 @@
-import pytest
+import shutil
 
-from bertpipe.config import IngestParams, SplitParams, TokenizeParams, TrainParams
-from bertpipe.params import ParamsError, load_section
-from tests.conftest import write_params
+import pytest
+import yaml
+
+from bertpipe.config import EvaluateParams, IngestParams, SplitParams, TokenizeParams, TrainParams
+from bertpipe.params import ParamsError, load_section, load_yaml
+from tests.conftest import ROOT, write_params
 
 
 def test_defaults_in_params_yaml_load():
-    from tests.conftest import ROOT
-
     for cls, name in ((IngestParams, "ingest"), (SplitParams, "split"), (TokenizeParams, "tokenize"),
                       (TrainParams, "train")):
         assert isinstance(load_section(cls, name, ROOT / "params.yaml"), cls)
@@ -23,7 +24,8 @@ def test_values_are_typed_and_frozen(tmp_path):
 @pytest.mark.parametrize("section,values,match", [
     ("split", {"val_fraction": 1.2}, r"split\.val_fraction=1\.2 in .*p\.yaml: must be > 0 and < 1"),
     ("split", {"val_fraction": 0.5, "test_fraction": 0.5}, r"split\.test_fraction=0\.5 .*must be below 1"),
-    ("split", {"vall_fraction": 0.1}, r"split\.vall_fraction in .*: unknown key; known keys of split are: .*val_fraction"),
+    ("split", {"vall_fraction": 0.1},
+     r"split\.vall_fraction in .*: unknown key; known keys of split are: .*val_fraction"),
     ("train", {"batch_size": "16"}, r"train\.batch_size='16' .*must be of type int"),
     ("train", {"batch_size": True}, r"train\.batch_size=True .*must be a number"),
     ("train", {"precision": "fp16"}, r"train\.precision='fp16' .*must be one of 'auto', 'bf16', 'fp32'"),
@@ -43,3 +45,56 @@ def test_missing_section_is_named(tmp_path):
     path.write_text("split: {}\n")
     with pytest.raises(ParamsError, match=r"no 'train' section"):
         load_section(TrainParams, "train", path)
+
+
+# YAML 1.2 as DVC writes it: PyYAML (YAML 1.1) reads 5e-05 and 1e-4 as strings.
+@pytest.mark.parametrize("text,value", [("5e-05", 5e-05), ("1e-4", 1e-4), (".5", 0.5), ("1E-4", 1e-4),
+                                        ("2e5", 2e5), ("1.0e+3", 1000.0)])
+def test_yaml_1_2_floats_load_as_numbers(text, value):
+    loaded = load_yaml(f"x: {text}\n")["x"]
+    assert isinstance(loaded, float) and loaded == value
+
+
+def test_yaml_1_2_integers_with_underscores_and_yes_stays_text():
+    assert load_yaml("x: 1_000\n")["x"] == 1000
+    assert load_yaml("x: yes\n")["x"] == "yes"  # YAML 1.1 made this True
+
+
+def test_small_learning_rate_loads_as_float(tmp_path):
+    path = tmp_path / "p.yaml"
+    text = (ROOT / "params.yaml").read_text().replace("learning_rate: 0.00008", "learning_rate: 5e-05")
+    assert "learning_rate: 5e-05" in text
+    path.write_text(text)
+    assert load_section(TrainParams, "train", path).learning_rate == 5e-05
+
+
+def test_values_written_by_dvc_set_param_load_with_their_types(tmp_path):
+    """`dvc exp run -S` edits params.yaml with dvc.utils.hydra.apply_overrides (ruamel, YAML 1.2):
+    the same call here, without running an experiment, then every section still loads."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy2(ROOT / "params.yaml", path)
+    apply_overrides(path, ["train.learning_rate=5e-5", "train.weight_decay=1e-4", "train.epochs=.5",
+                           "train.eval_every_steps=1_000", "split.val_fraction=0.05",
+                           "ingest.max_quarantine_fraction=0.00001"])
+    text = path.read_text()
+    assert "learning_rate: 5e-05" in text and "max_quarantine_fraction: 1e-05" in text  # as DVC writes them
+    train = load_section(TrainParams, "train", path)
+    assert (train.learning_rate, train.weight_decay, train.epochs, train.eval_every_steps) == (5e-05, 1e-4, 0.5, 1000)
+    assert isinstance(train.eval_every_steps, int)
+    assert load_section(IngestParams, "ingest", path).max_quarantine_fraction == 1e-05
+    assert load_section(SplitParams, "split", path).val_fraction == 0.05
+
+
+@pytest.mark.parametrize("cls,section,key", [(TrainParams, "train", "learning_rate"),
+                                             (SplitParams, "split", "max_train"),
+                                             (EvaluateParams, "evaluate", "calibration_bins")])
+def test_missing_key_names_section_key_and_fix(tmp_path, cls, section, key):
+    params = load_yaml((ROOT / "params.yaml").read_text())
+    del params[section][key]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=rf"{section}\.{key} in .*p\.yaml: missing; add `{key}: <value>` "
+                                          rf"to the {section} section"):
+        load_section(cls, section, path)

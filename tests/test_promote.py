@@ -30,21 +30,13 @@ from tests.mlops_helpers import (
     constant_checkpoints,
     log_and_register,
     model_name,
-    shared_store,
     unseen_reviews,
-    using_store,
     write_gate_split,
 )
 
 NEGATIVE, POSITIVE = 0, 1
 TEST_LABELS = [1] * 12 + [0] * 4
 EXPERIMENT = "gate-tests"
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
 
 
 class Gate:

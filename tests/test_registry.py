@@ -27,16 +27,8 @@ from tests.mlops_helpers import (
     constant_checkpoints,
     log_and_register,
     model_name,
-    shared_store,
-    using_store,
     write_gate_split,
 )
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
 
 
 @pytest.fixture

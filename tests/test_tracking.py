@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,7 @@ import pytest
 
 from bertpipe.tracking import git_state, library_versions
 from stages import train
-from tests.conftest import train_args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port, train_args
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def test_validate_sets_rows_aside_with_reasons_and_counts_add_up():
     assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
     assert result.kept["text"].tolist() == ["good film"] and result.kept["label"].tolist() == [1]
     assert counts["duplicates_removed"] == 1
-    reasons = dict(zip(result.quarantined["source_row"], result.quarantined["reason"]))
+    reasons = dict(zip(result.quarantined["source_row"], result.quarantined["reason"], strict=True))
     assert reasons == {1: "empty text", 4: "unknown label", 6: "empty text",
                        2: "duplicate text with conflicting labels", 5: "duplicate text with conflicting labels"}
 
