@@ -49,7 +49,7 @@ def paired(repeat: int, a, b) -> tuple[float, float, float, float, float]:
     for _ in range(repeat):
         ta.append(seconds(*a))
         tb.append(seconds(*b))
-    ratios = [x / y for x, y in zip(ta, tb)]
+    ratios = [x / y for x, y in zip(ta, tb, strict=True)]
     return statistics.median(ta), statistics.median(tb), statistics.median(ratios), min(ratios), max(ratios)
 
 
@@ -61,10 +61,12 @@ def main() -> None:
     for unit in ("\r", "\u2003"):
         for n in (10_000, 40_000):
             old, new, ratio, lo, hi = paired(args.repeat, (former_whitespace, unit * n), (normalize, unit * n, norm))
-            print(f"{unit!r} x {n:>6}: former {old:.3f}s, now {new * 1e3:.2f}ms, ratio {ratio:.0f} ({lo:.0f}..{hi:.0f})")
+            print(f"{unit!r} x {n:>6}: former {old:.3f}s, now {new * 1e3:.2f}ms, "
+                  f"ratio {ratio:.0f} ({lo:.0f}..{hi:.0f})")
         small, large = unit * 1_000_000, unit * 4_000_000
         t4, t1, ratio, lo, hi = paired(args.repeat, (normalize, large, norm), (normalize, small, norm))
-        print(f"{unit!r} now: 1M chars {t1 * 1e3:.0f}ms -> 4M chars {t4 * 1e3:.0f}ms: x{ratio:.1f} ({lo:.1f}..{hi:.1f})")
+        print(f"{unit!r} now: 1M chars {t1 * 1e3:.0f}ms -> 4M chars {t4 * 1e3:.0f}ms: "
+              f"x{ratio:.1f} ({lo:.1f}..{hi:.1f})")
         print(f"RESULT normalize_4x_growth_{'cr' if unit == chr(13) else 'emspace'}={ratio:.2f}")
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6"))

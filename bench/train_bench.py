@@ -114,7 +114,8 @@ def ours(tokens: TokenizedSplit, workdir: Path) -> float:
     write_tokenized(tokens.subset(np.arange(32)), data / "val.safetensors")
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL)))
     tokenizer.save_pretrained(data / "tokenizer")
-    TokenizedMeta(model=MODEL, model_revision="", tokenizer="tokenizer", max_length=MAX_LENGTH, truncation="head", head_tokens=0,
+    TokenizedMeta(model=MODEL, model_revision="", tokenizer="tokenizer", max_length=MAX_LENGTH, truncation="head",
+                  head_tokens=0,
                   pad_token_id=tokenizer.pad_token_id, labels=["negative", "positive"],
                   normalization={}).write(data)
     params = load_yaml((ROOT / "params.yaml").read_text())

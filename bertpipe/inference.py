@@ -59,8 +59,8 @@ class Classifier:
         model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
         model = model.to(device).eval()
         meta = CheckpointMeta.read(folder)
-        encoder = Encoder(AutoTokenizer.from_pretrained(folder, trust_remote_code=False), meta.max_length, meta.truncation,
-                          meta.head_tokens)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        encoder = Encoder(tokenizer, meta.max_length, meta.truncation, meta.head_tokens)
         return cls(model, encoder, meta, device)
 
     @property

@@ -92,7 +92,7 @@ def tail_cut(text: str, at_least: int) -> int | None:
     while end > 0:
         start = max(0, end - size)
         last = None
-        for last in _CUT.finditer(text, start, end):
+        for last in _CUT.finditer(text, start, end):  # noqa: B007 - the loop keeps the last match
             pass
         if last is not None:
             return last.end()
@@ -153,7 +153,8 @@ class Encoder:
         self.tail_need = self.budget - self.head_need
         # Other pre-tokenizers (byte-level BPE, sentencepiece) glue a space to the next word.
         can_cut = isinstance(self.backend.pre_tokenizer, _SPLITS_ON_WHITESPACE)
-        self.cut_chars = (max(CUT_CHARS_PER_TOKEN * self.budget, CUT_MIN_CHARS) if cut_chars is None else cut_chars) if can_cut else 0
+        default_cut = max(CUT_CHARS_PER_TOKEN * self.budget, CUT_MIN_CHARS)
+        self.cut_chars = (default_cut if cut_chars is None else cut_chars) if can_cut else 0
 
     def content_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text without special tokens or truncation: one batch call, on all cores."""
@@ -175,11 +176,11 @@ class Encoder:
             cut = [i for i, w in windows.items() if w is not None]
             ids = self.content_ids([prepare(texts[i]) for i in whole] +
                                    [prepare(piece) for i in cut for piece in windows[i]])
-            for i, row in zip(whole, ids):
+            for i, row in zip(whole, ids, strict=False):  # ids: the whole texts first, then the windows
                 content[i], lengths[i] = row, len(row)
             heads, tails = ids[len(whole)::2], ids[len(whole) + 1::2]
             widen = {}
-            for i, head, tail in zip(cut, heads, tails):
+            for i, head, tail in zip(cut, heads, tails, strict=True):
                 short_head, short_tail = _short(head, self.head_need), _short(tail, self.tail_need)
                 if not (short_head or short_tail):
                     content[i] = head[:self.head_need] + tail[len(tail) - self.tail_need:]

@@ -34,7 +34,8 @@ def test_bad_params_give_one_error_line(tmp_path):
 def test_missing_input_file_and_unreachable_tracking_server(tmp_path):
     done = cli("bertpipe.predict", "--model", "models/best", "--input", str(tmp_path / "nope.csv"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == f"error: [Errno 2] No such file or directory: '{tmp_path / 'nope.csv'}'"
+    missing = tmp_path / "nope.csv"
+    assert done.stderr.strip().splitlines()[-1] == f"error: [Errno 2] No such file or directory: '{missing}'"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed

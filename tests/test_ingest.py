@@ -99,7 +99,7 @@ def test_hostile_texts_are_quarantined_with_their_own_reasons(tmp_path):
     assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
     assert (counts["kept"], counts["quarantined"], counts["duplicates_removed"]) == (7, 4, 1)
     q = pd.read_parquet(tmp_path / "ing/quarantine.parquet")
-    assert dict(zip(q["location"], q["reason"])) == {
+    assert dict(zip(q["location"], q["reason"], strict=True)) == {
         "line 7": "code points that cannot be written as UTF-8 (lone surrogates)",
         "line 8": "code points that cannot be written as UTF-8 (lone surrogates)",
         "line 9": "only NUL characters", "line 10": "empty after normalisation"}
