@@ -9,8 +9,8 @@ import pytest
 
 from bertpipe.contracts import SCHEMA_VERSION, CheckpointMeta, ContractError, DatasetMeta, TokenizedMeta
 
-TOKENIZED = TokenizedMeta(model="embedded:minilm-l6", tokenizer="tokenizer", max_length=64, truncation="head_tail",
-                          head_tokens=16, pad_token_id=0, labels=["negative", "positive"],
+TOKENIZED = TokenizedMeta(model="embedded:minilm-l6", model_revision="", tokenizer="tokenizer", max_length=64,
+                          truncation="head_tail", head_tokens=16, pad_token_id=0, labels=["negative", "positive"],
                           normalization={"html_breaks": True})
 DATASET = DatasetMeta(labels=["negative", "positive"], normalization={"whitespace": True}, source="csv",
                       origin={"sha256": "ab" * 32})
