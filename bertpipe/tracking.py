@@ -16,12 +16,15 @@ from mlflow.models import infer_signature
 
 import bertpipe
 from bertpipe.artifacts import file_digest
-from bertpipe.registry import CHECKPOINT_ARTIFACT, register_challenger
+from bertpipe.registry import CHECKPOINT_ARTIFACT, describe_version, register_challenger
 
 log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 10
 MODEL_NAME = "model"  # artifact name of the logged classifier inside its run
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses "GenAI" and shows
+# an empty traces overview instead of the runs table.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "dvc", "pandas", "numpy", "scikit-learn")
 
 
@@ -81,6 +84,23 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def run_name() -> str:
+    """The DVC experiment's name, else repro-<short commit> (with -dirty for uncommitted changes)."""
+    if exp := os.environ.get("DVC_EXP_NAME"):
+        return exp
+    state = git_state()
+    if state["git_commit"] == "unknown":
+        return "repro-no-git"
+    return f"repro-{state['git_commit'][:7]}" + ("-dirty" if state["git_dirty"] == "true" else "")
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """Tag the experiment as model training (once; a kind set by hand in the UI is kept)."""
+    client = mlflow.MlflowClient()
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
 def run_tags(device: str) -> dict[str, str]:
     tags = {**git_state(), **library_versions(), "device": device}
     if exp := os.environ.get("DVC_EXP_NAME"):
@@ -97,9 +117,9 @@ def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflo
             and mlflow.get_experiment_by_name(experiment) is None:
         # MLflow's default artifact folder is ./mlruns of the cwd: the throwaway copy, in a queue.
         mlflow.create_experiment(experiment, artifact_location=str(root / "mlruns"))
-    mlflow.set_experiment(experiment)
+    mark_model_training(mlflow.set_experiment(experiment).experiment_id)
     # System metrics: CPU and memory (psutil), GPU where nvidia-ml-py finds one.
-    return mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None, log_system_metrics=True)
+    return mlflow.start_run(run_name=run_name(), log_system_metrics=True)
 
 
 def log_dataset(path: str | Path, name: str, context: str, labels, lengths) -> None:
@@ -127,5 +147,6 @@ def log_classifier(checkpoint: Path, example_texts: list[str], example_output: p
     )
     if registered_model:
         tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id}
-        register_challenger(info.model_uri, registered_model, tags)
+        registered = register_challenger(info.model_uri, registered_model, tags)
+        describe_version(mlflow.MlflowClient(), registered)  # evaluate adds the test metrics
     return info

@@ -60,7 +60,7 @@ def write_params(path: Path, **sections) -> Path:
 def tiny_train_params(model: Path) -> dict:
     return {
         "tokenize": {"model": str(model), "max_length": 64, "head_tokens": 16},
-        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "eval_every_steps": 3,
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "log_every_steps": 2, "eval_every_steps": 3,
                   "save_every_steps": 2, "precision": "fp32", "group_batches": 2},
         "split": {"max_train": 64, "max_val": 32, "max_test": 32},
     }
@@ -112,7 +112,8 @@ def prepare_tokenized(tmp_path: Path, model: Path, n: int) -> Path:
 
 def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
     """Arguments of the train stage on the `tokenized` fixture; outputs named with the tag."""
-    out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "curve.csv")}
+    out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "details.json",
+                                                        "curve.csv")}
     return ["--params", str(params), "--data", str(tmp_path / "tok"),
             "--out", out["best"], "--state", out["resume"], "--run-file", out["run.json"],
-            "--metrics", out["train.json"], "--curve", out["curve.csv"]]
+            "--metrics", out["train.json"], "--details", out["details.json"], "--curve", out["curve.csv"]]
