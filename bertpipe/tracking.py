@@ -7,6 +7,7 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -124,8 +125,13 @@ def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflo
 
 def log_dataset(path: str | Path, name: str, context: str, labels, lengths) -> None:
     """Record a tokenized split as a run input, its digest taken from the artifact's bytes."""
-    dataset = mlflow.data.from_numpy(lengths, targets=labels, source=str(path), name=name,
-                                     digest=file_digest(path)[:16])
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice (plain paths and file://), then warns that
+        # a local path matches both; it picks the local-file source either way.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways",
+                                category=UserWarning)
+        dataset = mlflow.data.from_numpy(lengths, targets=labels, source=str(path), name=name,
+                                         digest=file_digest(path)[:16])
     mlflow.log_input(dataset, context=context)
 
 

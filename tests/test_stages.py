@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging.handlers
+import os
 import re
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -13,7 +17,8 @@ import pytest
 from bertpipe.artifacts import read_tokenized
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
 from stages import evaluate, ingest, split, train
-from tests.conftest import make_ingested, prepare_tokenized, train_args, write_params
+from bertpipe.modeling import load_for_fine_tuning
+from tests.conftest import ROOT, make_ingested, prepare_tokenized, train_args, write_params
 
 
 def test_ingest_default_reads_real_imdb_reviews(tmp_path):
@@ -127,3 +132,27 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     out = model.predict(pd.DataFrame({"text": ["a wonderful film", "a dull film"]}))
     assert list(out.columns) == ["label", "prob_negative", "prob_positive"]
     assert np.allclose(out[["prob_negative", "prob_positive"]].sum(axis=1), 1.0)
+
+
+def test_a_stage_explains_the_new_head_once_and_hides_known_benign_warnings(tmp_path, tokenized, mlflow_uri):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "stages.train", *train_args(tmp_path, tokenized)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "LOAD REPORT" not in done.stderr and "| MISSING" not in done.stderr
+    assert "interpreted in multiple ways" not in done.stderr
+    assert done.stderr.count("new classification head initialised") == 1
+
+
+def test_a_real_load_problem_still_shows_the_transformers_report(tmp_path, tiny_bert):
+    from transformers import BertConfig, BertForPreTraining
+
+    BertForPreTraining(BertConfig.from_pretrained(tiny_bert)).save_pretrained(tmp_path)  # extra MLM head weights
+    seen = logging.handlers.BufferingHandler(capacity=100)  # transformers' loggers do not reach pytest's caplog
+    logging.getLogger("transformers.modeling_utils").addHandler(seen)
+    try:
+        load_for_fine_tuning(str(tmp_path), 2)
+    finally:
+        logging.getLogger("transformers.modeling_utils").removeHandler(seen)
+    reports = [r.getMessage() for r in seen.buffer if "LOAD REPORT" in r.getMessage()]
+    assert len(reports) == 1 and "UNEXPECTED" in reports[0]
