@@ -50,9 +50,10 @@ def version_description(run: Run) -> str:
 
     commit = tags.get("git_commit", "unknown")
     data = ", ".join(f"{d.dataset.name} `{d.dataset.digest}`" for d in run.inputs.dataset_inputs) or "not recorded"
+    exp = tags.get("dvc_exp_name")  # a DVC experiment keeps its own changes in git: never dirty
+    dirty = tags.get("git_dirty") == "true" and not exp
     lines = [f"Trained by run `{run.info.run_name}` (`{run.info.run_id}`) at git commit `{commit}`"
-             + (" **with uncommitted changes**: the commit alone does not reproduce it." if tags.get("git_dirty") == "true"
-                else "."),
+             + (" **with uncommitted changes**: the commit alone does not reproduce it." if dirty else "."),
              "", f"**Data** (digests of the tokenized splits): {data}.",
              "", "**Key params**: " + ", ".join(f"{k}={params[k]}" for k in KEY_PARAMS if k in params) + "."]
     if "test_accuracy" in metrics:
@@ -64,7 +65,7 @@ def version_description(run: Run) -> str:
         lines += ["", "**Test metrics**: not yet; the evaluate stage adds them."]
     if "best_val_accuracy" in metrics:
         lines += ["", f"**Best validation accuracy**: {fmt('best_val_accuracy')}."]
-    if exp := tags.get("dvc_exp_name"):
+    if exp:
         command = f"dvc exp apply {exp} && dvc pull && dvc repro"
     else:
         command = f"git checkout {commit[:12]} && dvc pull && dvc repro"

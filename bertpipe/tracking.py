@@ -17,6 +17,7 @@ from mlflow.models import infer_signature
 
 import bertpipe
 from bertpipe.artifacts import file_digest
+from bertpipe.params import read_yaml
 from bertpipe.registry import CHECKPOINT_ARTIFACT, describe_version, register_challenger
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,25 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
         ) from None
 
 
+def pipeline_outputs(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
+    """dvc.lock and the outs, metrics and plots dvc.yaml declares: DVC rewrites them while the
+    pipeline runs, so their changes do not make the working tree dirty."""
+    path = Path(dvc_yaml)
+    if not path.is_file():
+        return []
+    paths = ["dvc.lock"]
+    for stage in (read_yaml(path).get("stages") or {}).values():
+        for kind in ("outs", "metrics", "plots"):
+            paths += [entry if isinstance(entry, str) else next(iter(entry)) for entry in stage.get(kind, [])]
+    return paths
+
+
 def git_state() -> dict[str, str]:
+    """The commit, and whether tracked files other than pipeline outputs differ from it."""
+    excluded = [f":(exclude){p}" for p in pipeline_outputs()]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown", "git_dirty": "unknown"}

@@ -24,14 +24,16 @@ NEGATIVE = ["a dull, boring film with terrible acting", "hated it, awful and ted
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def make_tiny_bert(folder: Path) -> Path:
     """A 2-layer BERT of width 32, randomly initialised, with the real MiniLM tokenizer."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512)
-    import torch
-
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6")).save_pretrained(folder)
