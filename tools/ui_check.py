@@ -11,10 +11,10 @@ that store, and checks in the browser:
 Screenshots go to --out (default ui_check/). Exit status 0 when every check passes.
 
 Needs: pip install -e ".[test,ui]" and a Chromium (Debian: apt-get install chromium; or
-`playwright install chromium` and --chromium ''). Not run in CI: a browser is a heavy
+`playwright install chromium`, then --chromium ''). Not run in CI: a browser is a heavy
 dependency; tests/test_stages.py checks the same facts through the MLflow API.
 
-Run: python tools/ui_check.py [--out ui_check] [--chromium /usr/bin/chromium] [--keep]
+Run: python tools/ui_check.py [--out ui_check] [--chromium PATH] [--keep] [--project PATH]
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ ENV = {"MLFLOW_TRACKING_URI": None, "DVC_EXP_NAME": None}
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="ui_check", help="folder for the screenshots")
-    p.add_argument("--chromium", default="/usr/bin/chromium",
-                   help="Chromium executable; '' for Playwright's own (playwright install chromium)")
+    p.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "",
+                   help="Chromium executable (default: the system's chromium on PATH); '' for Playwright's own "
+                        "(playwright install chromium)")
     p.add_argument("--keep", action="store_true", help="keep the scratch project and print its path")
     p.add_argument("--project", help="check this already built scratch project (from --keep) instead of a new one")
     return p.parse_args()
