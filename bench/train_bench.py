@@ -125,7 +125,8 @@ def ours(tokens: TokenizedSplit, workdir: Path) -> float:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
     train.main(["--params", str(workdir / "params.yaml"), "--data", str(data), "--out", str(workdir / "best"),
                 "--state", str(workdir / "state"), "--run-file", str(workdir / "run.json"),
-                "--metrics", str(workdir / "train.json"), "--curve", str(workdir / "curve.csv")])
+                "--metrics", str(workdir / "train.json"), "--details", str(workdir / "details.json"),
+                "--curve", str(workdir / "curve.csv")])
     return json.loads((workdir / "train.json").read_text())["train_samples_per_s"]
 
 

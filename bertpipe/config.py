@@ -137,6 +137,7 @@ class TrainParams:
     max_grad_norm: float
     # Length grouping: this many batches are drawn at random, sorted by length, then cut.
     group_batches: int
+    log_every_steps: int  # train loss and learning rate to MLflow and the curve
     eval_every_steps: int
     metric: Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"]
     early_stopping_patience: int  # evaluations without improvement; 0 = off
@@ -153,6 +154,7 @@ class TrainParams:
         check_range("warmup_fraction", self.warmup_fraction, 0, 1, high_open=True)
         check_range("max_grad_norm", self.max_grad_norm, 0, low_open=True)
         check_range("group_batches", self.group_batches, 1)
+        check_range("log_every_steps", self.log_every_steps, 1)
         check_range("eval_every_steps", self.eval_every_steps, 1)
         check_range("early_stopping_patience", self.early_stopping_patience, 0)
         check_range("save_every_steps", self.save_every_steps, 1)

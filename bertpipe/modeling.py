@@ -42,6 +42,39 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def only_missing_keys_report(record: logging.LogRecord) -> bool:
+    """False for transformers' LOAD REPORT when its only rows are MISSING (newly initialised) weights."""
+    text = record.getMessage()
+    return not ("LOAD REPORT" in text and "MISSING" in text
+                and not any(word in text for word in ("UNEXPECTED", "MISMATCH", "CONVERSION", "ERROR")))
+
+
+def load_for_fine_tuning(name: str, num_labels: int, **kwargs):
+    """A pretrained encoder with a new classification head, e.g. BertForSequenceClassification.
+
+    transformers warns with a LOAD REPORT table that the head's weights are MISSING (newly
+    initialised): that is what fine-tuning means, so it becomes one INFO line here. Encoder
+    weights missing stay a warning; unexpected or mismatched weights keep transformers' report.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    loader = hf_logging.get_logger("transformers.modeling_utils")
+    loader.addFilter(only_missing_keys_report)  # for this call only
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model(name), num_labels=num_labels, output_loading_info=True, **kwargs)
+    finally:
+        loader.removeFilter(only_missing_keys_report)
+    base = model.base_model_prefix + "."
+    head = sorted(k for k in info["missing_keys"] if not k.startswith(base))
+    if head:
+        log.info("new classification head initialised (expected when fine-tuning %s): %s", name, ", ".join(head))
+    if encoder := sorted(k for k in info["missing_keys"] if k.startswith(base)):
+        log.warning("%s: encoder weights missing from the checkpoint, newly initialised: %s", name, ", ".join(encoder))
+    return model
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX); emulated bf16 is slower."""
     if platform.system() != "Linux" or not os.path.exists("/proc/cpuinfo"):

@@ -43,10 +43,11 @@ def curve_png(curves: dict[str, pd.DataFrame], x: str, y: str, title: str, path:
 def training_png(history: pd.DataFrame, metric_col: str, path: Path) -> Path:
     """Train loss and the validation selection metric against the optimizer step."""
     fig, ax1 = plt.subplots(figsize=(6, 4))
-    ax1.plot(history["step"], history["train_loss"], c="tab:blue", marker=".", label="train loss")
+    ax1.plot(history["step"], history["train_loss"], c="tab:blue", label="train loss")
     ax1.set(xlabel="step", ylabel="train loss")
     ax2 = ax1.twinx()
-    ax2.plot(history["step"], history[metric_col], c="tab:orange", marker="o", label=metric_col)
+    evals = history.dropna(subset=[metric_col])  # the metric exists only on evaluation steps
+    ax2.plot(evals["step"], evals[metric_col], c="tab:orange", marker="o", label=metric_col)
     ax2.set_ylabel(metric_col)
     ax1.set_title("Training curve")
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.9), fontsize=8)

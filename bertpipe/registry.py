@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
@@ -42,6 +43,58 @@ def register_version(model_uri: str, name: str, tags: dict[str, str] | None = No
     version = mlflow.register_model(model_uri, name, tags=tags)
     log.info("registered %s version %s", name, version.version)
     return version
+
+
+KEY_PARAMS = ("model", "max_length", "truncation", "train_rows", "epochs", "batch_size", "learning_rate",
+              "weight_decay", "warmup_fraction", "seed")
+# (metric, the TF-IDF baseline's metric, the majority-class baseline's) as evaluate logs them.
+TEST_ROWS = (("accuracy", "test_baseline_tfidf_logreg_accuracy", "test_baseline_majority_accuracy"),
+             ("f1_macro", None, None), ("roc_auc", None, None), ("ece", None, None))
+
+
+def version_description(run: Run) -> str:
+    """Markdown for a model version: the data version, key params, test metrics beside the
+    baselines, and the command that reproduces it, all read from the run that trained it."""
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+
+    def fmt(key: str) -> str:
+        return f"{metrics[key]:.4f}" if key in metrics else "-"
+
+    commit = tags.get("git_commit", "unknown")
+    data = ", ".join(f"{d.dataset.name} `{d.dataset.digest}`" for d in run.inputs.dataset_inputs) or "not recorded"
+    exp = tags.get("dvc_exp_name")  # a DVC experiment keeps its own changes in git: never dirty
+    dirty = tags.get("git_dirty") == "true" and not exp
+    lines = [f"Trained by run `{run.info.run_name}` (`{run.info.run_id}`) at git commit `{commit}`"
+             + (" **with uncommitted changes**: the commit alone does not reproduce it." if dirty else "."),
+             "", f"**Data** (digests of the tokenized splits): {data}.",
+             "", "**Key params**: " + ", ".join(f"{k}={params[k]}" for k in KEY_PARAMS if k in params) + "."]
+    if "test_accuracy" in metrics:
+        lines += ["", "**Test metrics** (evaluate):", "",
+                  "| metric | model | TF-IDF baseline | majority baseline |", "|---|---|---|---|"]
+        lines += [f"| {name} | {fmt('test_' + name)} | {fmt(tfidf) if tfidf else ''} | {fmt(major) if major else ''} |"
+                  for name, tfidf, major in TEST_ROWS]
+    else:
+        lines += ["", "**Test metrics**: not yet; the evaluate stage adds them."]
+    if "best_val_accuracy" in metrics:
+        lines += ["", f"**Best validation accuracy**: {fmt('best_val_accuracy')}."]
+    if exp:
+        command = f"dvc exp apply {exp} && dvc pull && dvc repro"
+    else:
+        command = f"git checkout {commit[:12]} && dvc pull && dvc repro"
+    return "\n".join(lines + ["", f"**Reproduce**: `{command}`"])
+
+
+def describe_version(client: MlflowClient, version: ModelVersion) -> None:
+    client.update_model_version(version.name, version.version,
+                                description=version_description(client.get_run(version.run_id)))
+
+
+def describe_run_versions(run_id: str) -> None:
+    """Rewrite the description of every model version the run registered (evaluate calls this
+    after logging the test metrics)."""
+    client = MlflowClient()
+    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+        describe_version(client, version)
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

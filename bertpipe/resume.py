@@ -48,8 +48,10 @@ class ResumeState:
     finished: bool = False
     run_id: str | None = None
     history: list = field(default_factory=list)
-    window_loss: float = 0.0  # train loss summed since the last evaluation, for the curve
+    window_loss: float = 0.0  # train loss summed since the last evaluation, for the progress bar
     window_steps: int = 0
+    log_loss: float = 0.0  # train loss summed since the last point of the curve
+    log_steps: int = 0
     folder: str = ""
 
     def restore(self, model, optimizer, scheduler) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -17,13 +18,17 @@ from mlflow.models import infer_signature
 
 import bertpipe
 from bertpipe.artifacts import file_digest
+from bertpipe.params import read_yaml
 from bertpipe.redact import PlainError, mask_mapping, mask_text, mask_url, parse_url
-from bertpipe.registry import CHECKPOINT_ARTIFACT, register_version
+from bertpipe.registry import CHECKPOINT_ARTIFACT, describe_version, register_version
 
 log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 10
 MODEL_NAME = "model"  # artifact name of the logged classifier inside its run
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses "GenAI" and shows
+# an empty traces overview instead of the runs table.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "dvc", "pandas", "numpy", "scikit-learn")
 
 
@@ -94,10 +99,25 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
         ) from None
 
 
+def pipeline_outputs(dvc_yaml: str | Path = "dvc.yaml") -> list[str]:
+    """dvc.lock and the outs, metrics and plots dvc.yaml declares: DVC rewrites them while the
+    pipeline runs, so their changes do not make the working tree dirty."""
+    path = Path(dvc_yaml)
+    if not path.is_file():
+        return []
+    paths = ["dvc.lock"]
+    for stage in (read_yaml(path).get("stages") or {}).values():
+        for kind in ("outs", "metrics", "plots"):
+            paths += [entry if isinstance(entry, str) else next(iter(entry)) for entry in stage.get(kind, [])]
+    return paths
+
+
 def git_state() -> dict[str, str]:
+    """The commit, and whether tracked files other than pipeline outputs differ from it."""
+    excluded = [f":(exclude){p}" for p in pipeline_outputs()]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown", "git_dirty": "unknown"}
@@ -112,6 +132,23 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+def run_name() -> str:
+    """The DVC experiment's name, else repro-<short commit> (with -dirty for uncommitted changes)."""
+    if exp := os.environ.get("DVC_EXP_NAME"):
+        return exp
+    state = git_state()
+    if state["git_commit"] == "unknown":
+        return "repro-no-git"
+    return f"repro-{state['git_commit'][:7]}" + ("-dirty" if state["git_dirty"] == "true" else "")
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """Tag the experiment as model training (once; a kind set by hand in the UI is kept)."""
+    client = mlflow.MlflowClient()
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def run_tags(device: str) -> dict[str, str]:
@@ -130,15 +167,20 @@ def start_run(experiment: str | None = None, run_id: str | None = None) -> mlflo
             and mlflow.get_experiment_by_name(experiment) is None:
         # MLflow's default artifact folder is ./mlruns of the cwd: the throwaway copy, in a queue.
         mlflow.create_experiment(experiment, artifact_location=str(root / "mlruns"))
-    mlflow.set_experiment(experiment)
+    mark_model_training(mlflow.set_experiment(experiment).experiment_id)
     # System metrics: CPU and memory (psutil), GPU where nvidia-ml-py finds one.
-    return mlflow.start_run(run_name=os.environ.get("DVC_EXP_NAME") or None, log_system_metrics=True)
+    return mlflow.start_run(run_name=run_name(), log_system_metrics=True)
 
 
 def log_dataset(path: str | Path, name: str, context: str, labels, lengths) -> None:
     """Record a tokenized split as a run input, its digest taken from the artifact's bytes."""
-    dataset = mlflow.data.from_numpy(lengths, targets=labels, source=str(path), name=name,
-                                     digest=file_digest(path)[:16])
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice (plain paths and file://), then warns that
+        # a local path matches both; it picks the local-file source either way.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways",
+                                category=UserWarning)
+        dataset = mlflow.data.from_numpy(lengths, targets=labels, source=str(path), name=name,
+                                         digest=file_digest(path)[:16])
     mlflow.log_input(dataset, context=context)
 
 
@@ -161,5 +203,6 @@ def log_classifier(checkpoint: Path, example_texts: list[str], example_output: p
     )
     if registered_model:
         tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id, **(version_tags or {})}
-        register_version(info.model_uri, registered_model, mask_mapping(tags))
+        registered = register_version(info.model_uri, registered_model, mask_mapping(tags))
+        describe_version(mlflow.MlflowClient(), registered)  # evaluate adds the test metrics
     return info

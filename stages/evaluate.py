@@ -3,15 +3,18 @@
 In:  <model>/ best checkpoint from train; <tokens>/test.safetensors; <split>/{train,test}.parquet
      (texts, for the baseline and the error table); <run-file> (the MLflow run to log into);
      <curve> (training curve, for its picture); params `evaluate`.
-Out: <metrics> (accuracy, macro and per-class precision / recall / F1, ROC AUC, log loss,
-     calibration error, metrics by review length, the baseline and the gap to it);
+Out: <metrics> (the headline numbers for `dvc metrics show`: accuracy, macro F1, ROC AUC,
+     calibration error, the baselines and the gain over them); <details> (all of them, plus
+     macro precision / recall, log loss, per-class and by-length metrics, the baseline's own);
      <plots>/ ROC, precision-recall, confusion and calibration data (DVC plots) and PNGs;
-     <plots>/errors.csv, the most confidently wrong test reviews. All of it goes to the
-     same MLflow run as training.
+     <errors> the most confidently wrong test reviews (raw user text: a cached DVC output,
+     never in git). All of it goes to the same MLflow run as training, and the registered
+     model version of that run gets a description with the test metrics.
 
 Run: python -m stages.evaluate --model models/best --tokens data/tokenized --split data/split \
        --run-file models/run.json --curve metrics/train_curve.csv \
-       --metrics metrics/test.json --plots metrics/plots
+       --metrics metrics/test.json --details metrics/details/test.json --plots metrics/plots \
+       --errors reports/errors.csv
 """
 
 from __future__ import annotations
@@ -38,11 +41,15 @@ from bertpipe.logs import run_cli
 from bertpipe.metrics import calibration, per_class_metrics, summary_metrics
 from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
+from bertpipe.registry import describe_run_versions
 from bertpipe.tracking import log_dataset, start_run
 
 log = logging.getLogger("evaluate")
 LENGTH_BUCKETS = (0, 100, 200, 400, 10**9)  # review length in words
 N_ERRORS = 50
+# What `dvc metrics show` prints for evaluate; everything else goes to --details and MLflow.
+HEADLINE = ("accuracy", "f1_macro", "roc_auc", "ece", "baseline_tfidf_logreg_accuracy",
+            "accuracy_gain_over_baseline", "baseline_majority_accuracy", "rows")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,8 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", required=True, help="split output folder (texts)")
     p.add_argument("--run-file", required=True)
     p.add_argument("--curve", required=True, help="training curve CSV from train")
-    p.add_argument("--metrics", required=True)
+    p.add_argument("--metrics", required=True, help="JSON file of the headline numbers")
+    p.add_argument("--details", required=True, help="JSON file of every test metric")
     p.add_argument("--plots", required=True, help="folder for plot data and pictures")
+    p.add_argument("--errors", required=True, help="CSV file of the most confidently wrong test reviews")
     return p.parse_args(argv)
 
 
@@ -134,7 +143,6 @@ def main(argv: list[str] | None = None) -> None:
         confusion = {"actual": [names[i] for i in labels], "predicted": [names[i] for i in probs.argmax(1)]}
         write_csv(pd.DataFrame(confusion), out / "confusion.csv")
         write_csv(pd.DataFrame(reliability), out / "calibration.csv")
-        write_csv(confident_errors(test, probs, names), out / "errors.csv")
         pngs = [plots.confusion_png(cm, names, out / "confusion.png"),
                 plots.curve_png({"model": roc, "tf-idf baseline": base_roc}, "fpr", "tpr", "ROC (test)",
                                 out / "roc.png", diagonal=True),
@@ -143,15 +151,19 @@ def main(argv: list[str] | None = None) -> None:
                 plots.curve_png({"model": pd.DataFrame(reliability)}, "confidence", "accuracy",
                                 "Reliability (test)", out / "calibration.png", diagonal=True),
                 plots.training_png(history, "val_metric", out / "training.png")]
-    write_json(report, args.metrics)
+    write_csv(confident_errors(test, probs, names), Path(args.errors))
+    write_json(report, args.details)
+    write_json({k: report[k] for k in HEADLINE if k in report}, args.metrics)
 
-    with start_run(run_id=read_json(args.run_file)["run_id"]):
+    run_id = read_json(args.run_file)["run_id"]
+    with start_run(run_id=run_id):
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         log_dataset(f"{args.tokens}/test.safetensors", "test", "testing", tokens.labels, tokens.lengths)
         for png in pngs:
             mlflow.log_artifact(str(Path(args.plots) / png.name), artifact_path="plots")
-        mlflow.log_artifact(str(Path(args.plots) / "errors.csv"), artifact_path="plots")
-        mlflow.log_artifact(args.metrics)
+        mlflow.log_artifact(args.errors, artifact_path="plots")
+        mlflow.log_artifact(args.details)
+    describe_run_versions(run_id)
     log.info("test accuracy %.4f (baseline %.4f), F1 %.4f, ROC AUC %.4f on %d reviews", metrics["accuracy"],
              baseline["accuracy"], metrics["f1_macro"], metrics["roc_auc"], len(labels))
 

@@ -4,13 +4,15 @@ In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json (Tokeni
      truncation, class names, normalisation) from tokenize; <split>/ (texts and data version,
      recorded as the model's lineage: bertpipe.lineage); params `train`.
 Out: <out>/ a Hugging Face model folder (safetensors, config with id2label, tokenizer);
-     <run-file> (the MLflow run id, for evaluate); <metrics>; <curve> (loss and validation
-     metric per step, a DVC plot); <state>/ the resumable checkpoint (DVC `persist: true`):
-     a killed run started again continues from its last save, in the same MLflow run.
+     <run-file> (the MLflow run id, for evaluate); <metrics> (headline numbers, a DVC metric);
+     <details> (the full summary); <curve> (train loss and learning rate every
+     train.log_every_steps, the validation metric at each evaluation; a DVC plot);
+     <state>/ the resumable checkpoint (DVC `persist: true`): a killed run started again
+     continues from its last save, in the same MLflow run.
 
 Run: python -m stages.train --data data/tokenized --split data/split \
        --out models/best --state models/resume --run-file models/run.json \
-       --metrics metrics/train.json --curve metrics/train_curve.csv
+       --metrics metrics/train.json --details metrics/details/train.json --curve metrics/train_curve.csv
 Several processes: torchrun --nproc-per-node N -m stages.train ... (DDP; rank 0 logs and saves).
 """
 
@@ -28,7 +30,7 @@ import mlflow
 import pandas as pd
 import torch
 from tqdm import tqdm
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import get_linear_schedule_with_warmup
 
 from bertpipe import distributed as dist
 from bertpipe.artifacts import atomic_dir, atomic_path, read_tokenized, write_json
@@ -39,12 +41,13 @@ from bertpipe.inference import Classifier, predict_probs, save_checkpoint
 from bertpipe.lineage import log_lineage
 from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
-from bertpipe.modeling import autocast, autocast_dtype, pretrained_kwargs, resolve_model
+from bertpipe.modeling import autocast, autocast_dtype, load_for_fine_tuning, pretrained_kwargs, resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.resume import ResumeState, load_state, mark_finished, resume_key, save_state
 from bertpipe.tracking import log_classifier, log_dataset, run_tags, start_run
 
 log = logging.getLogger("train")
+CURVE_COLUMNS = ["step", "train_loss", "learning_rate", "val_metric"]
 EXAMPLE_TEXTS = ["A moving, beautifully acted film; I loved every minute.",
                  "Dull plot, wooden acting, and far too long. Skip it."]
 
@@ -57,7 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="best checkpoint folder")
     p.add_argument("--state", required=True, help="resumable checkpoint folder (persistent)")
     p.add_argument("--run-file", required=True, help="JSON file naming the MLflow run")
-    p.add_argument("--metrics", required=True, help="JSON file for the training summary")
+    p.add_argument("--metrics", required=True,
+                   help="JSON file of the headline numbers (best validation metric, throughput)")
+    p.add_argument("--details", required=True, help="JSON file of the full training summary")
     p.add_argument("--curve", required=True, help="CSV file of loss and validation metric per step")
     return p.parse_args(argv)
 
@@ -65,10 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_model(name: str, revision: str, labels: list[str], device: torch.device):
     # Eager attention measured 5-15% faster than SDPA for this loop on a 2-core CPU (bf16).
     attention = "sdpa" if device.type == "cuda" else "eager"
-    return AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(name), num_labels=len(labels), attn_implementation=attention,
-        **pretrained_kwargs(name, revision),
-        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}).to(device)
+    return load_for_fine_tuning(name, len(labels), attn_implementation=attention,
+                                id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+                                **pretrained_kwargs(name, revision)).to(device)
 
 
 def build_optimizer(model, p: TrainParams, device: torch.device, total_steps: int):
@@ -169,14 +173,15 @@ def main(argv: list[str] | None = None) -> None:
             optimizer.zero_grad(set_to_none=True)
             state.step, state.batch_pos = state.step + 1, start + p.grad_accum_steps
             meter.steps += 1
+            state.log_loss, state.log_steps = state.log_loss + step_loss, state.log_steps + 1
             bar.update(1)
             bar.set_postfix(loss=f"{meter.loss / meter.steps:.4f}", samples_s=f"{meter.rates()['samples_per_s']:.1f}")
-            if run:
-                mlflow.log_metrics({"train_loss": step_loss, "learning_rate": scheduler.get_last_lr()[0]},
-                                   step=state.step)
 
             last = state.step == total_steps
-            if state.step % p.eval_every_steps == 0 or last:
+            evaluating = state.step % p.eval_every_steps == 0 or last
+            if state.step % p.log_every_steps == 0 or evaluating:
+                log_train_point(state, scheduler.get_last_lr()[0], run)
+            if evaluating:
                 evaluate_and_keep_best(model, val, p, device, dtype, meta, state, meter, args, run)
             if state.step % p.save_every_steps == 0 or last or state.stopped:
                 state.window_loss, state.window_steps = meter.loss, meter.steps
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     bar.close()
 
     if dist.is_main():
-        finish(args, state, run, total_steps, meter, p.registered_model)
+        finish(args, state, run, total_steps, meter, p)
     dist.barrier()
     dist.shutdown()
 
@@ -206,6 +211,16 @@ def log_run_inputs(args, p: TrainParams, meta: TokenizedMeta, train, val, total_
     log_dataset(f"{args.data}/val.safetensors", "val", "validation", val.labels, val.lengths)
 
 
+def log_train_point(state: ResumeState, learning_rate: float, run) -> None:
+    """One point of the training curve: mean train loss since the previous point, and the
+    learning rate; the same step axis in MLflow and in the DVC plot (metrics/train_curve.csv)."""
+    loss = state.log_loss / max(state.log_steps, 1)
+    state.history.append({"step": state.step, "train_loss": loss, "learning_rate": learning_rate})
+    state.log_loss, state.log_steps = 0.0, 0
+    if run:
+        mlflow.log_metrics({"train_loss": loss, "learning_rate": learning_rate}, step=state.step)
+
+
 def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: TokenizedMeta, state: ResumeState,
                            meter: Meter, args, run) -> None:
     """Score validation, log it with throughput, save the checkpoint when it is the best so far."""
@@ -214,7 +229,7 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
                                                         meta.pad_token_id))
     model.train()
     value = selection_value(p.metric, metrics)
-    state.history.append({"step": state.step, "train_loss": meter.loss / max(meter.steps, 1), "val_metric": value})
+    state.history[-1]["val_metric"] = value  # log_train_point wrote this step's point just before
     if run:
         mlflow.log_metrics({**{f"val_{k}": v for k, v in metrics.items()}, **rates}, step=state.step)
     if is_better(value, state.best_value):
@@ -231,7 +246,7 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
     meter.reset()
 
 
-def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, registered_model: str) -> None:
+def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: TrainParams) -> None:
     """Publish the best checkpoint, log it to MLflow once, and write the summaries."""
     with atomic_dir(args.out) as tmp:
         shutil.copytree(Path(args.state) / "best", tmp, dirs_exist_ok=True)
@@ -239,14 +254,19 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, regist
                "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()}}
     if meter.total_seconds:  # this process's share of the loop (a resumed run counts only its own)
         summary["train_samples_per_s"] = meter.total_samples / meter.total_seconds
-    write_json(summary, args.metrics)
+    write_json(summary, args.details)
+    # `dvc metrics show` stays narrow: best validation accuracy (and the selection metric), throughput.
+    chosen = "log_loss" if p.metric == "neg_log_loss" else p.metric
+    headline = dict.fromkeys(["best_val_accuracy", f"best_val_{chosen}", "train_samples_per_s"])
+    write_json({k: summary[k] for k in headline if k in summary}, args.metrics)
+    curve = pd.DataFrame(state.history, columns=CURVE_COLUMNS)  # val_metric empty between evaluations
     with atomic_path(args.curve) as tmp:
-        pd.DataFrame(state.history).to_csv(tmp, index=False, float_format="%.6f")
+        curve.to_csv(tmp, index=False, float_format="%.6g")
     if run:
         mlflow.log_metrics({f"best_val_{k}": v for k, v in state.best_metrics.items()})
         example_out = Classifier.load(args.out).predict_frame(EXAMPLE_TEXTS)
         lineage = log_lineage(args.split)  # what the gate checks overlap and class names against
-        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out, registered_model, lineage)
+        log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out, p.registered_model, lineage)
         mlflow.end_run()
     write_json({"run_id": state.run_id}, args.run_file)
     mark_finished(args.state)

@@ -30,14 +30,16 @@ NEGATIVE = ["a dull, boring film with terrible acting", "hated it, awful and ted
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def make_tiny_bert(folder: Path) -> Path:
     """A 2-layer BERT of width 32, randomly initialised, with the real MiniLM tokenizer."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512)
-    import torch
-
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6")).save_pretrained(folder)
@@ -66,7 +68,7 @@ def write_params(path: Path, **sections) -> Path:
 def tiny_train_params(model: Path) -> dict:
     return {
         "tokenize": {"model": str(model), "max_length": 64, "head_tokens": 16},
-        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "eval_every_steps": 3,
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "log_every_steps": 2, "eval_every_steps": 3,
                   "save_every_steps": 2, "precision": "fp32", "group_batches": 2},
         "split": {"max_train": 64, "max_val": 32, "max_test": 32},
     }
@@ -202,7 +204,8 @@ def prepare_tokenized(tmp_path: Path, model: Path, n: int) -> Path:
 
 def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
     """Arguments of the train stage on the `tokenized` fixture; outputs named with the tag."""
-    out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "curve.csv")}
+    out = {name: str(tmp_path / f"{tag}{name}") for name in ("best", "resume", "run.json", "train.json", "details.json",
+                                                        "curve.csv")}
     return ["--params", str(params), "--data", str(tmp_path / "tok"), "--split", str(tmp_path / "sp"),
             "--out", out["best"], "--state", out["resume"], "--run-file", out["run.json"],
-            "--metrics", out["train.json"], "--curve", out["curve.csv"]]
+            "--metrics", out["train.json"], "--details", out["details.json"], "--curve", out["curve.csv"]]

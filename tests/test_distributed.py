@@ -20,7 +20,7 @@ def test_torchrun_two_processes_share_the_batches_and_rank0_logs(tmp_path, token
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 
-    summary = json.loads((tmp_path / "train.json").read_text())
+    summary = json.loads((tmp_path / "details.json").read_text())
     # 64 train rows in batches of 8 = 8 batches an epoch, 4 per rank; 2 epochs.
     assert summary["total_steps"] == summary["steps"] == 8
     weights = load_file(tmp_path / "best/model.safetensors")
@@ -30,4 +30,4 @@ def test_torchrun_two_processes_share_the_batches_and_rank0_logs(tmp_path, token
     client = mlflow.MlflowClient(mlflow_uri)
     assert client.get_run(run_id).data.params["world_size"] == "2"
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1  # rank 0 alone logs
-    assert len(client.get_metric_history(run_id, "train_loss")) == 8
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [2, 3, 4, 6, 8]  # log, eval

@@ -50,6 +50,10 @@ def check_one_run(project, name: str, learning_rate: str) -> None:
     run = runs[0]
     assert run.data.params["learning_rate"] == learning_rate and run.data.tags["dvc_exp_name"] == name
     assert "best_val_accuracy" in run.data.metrics and "test_accuracy" in run.data.metrics  # train and evaluate
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert f"`dvc exp apply {name} && dvc pull && dvc repro`" in version.description
+    assert "uncommitted" not in version.description  # the experiment's own commit holds its changes
 
 
 def test_exp_run_with_a_param_is_one_mlflow_run_named_after_it(project):

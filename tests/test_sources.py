@@ -104,7 +104,7 @@ def test_aclimdb_folder_layout_keeps_test_split_and_ignores_unsup(tmp_path):
 
 
 def test_huggingface_dataset_saved_to_disk(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the hf extra; .ci/run installs it, so these never skip
     features = datasets.Features({"sentence": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["neg", "pos"])})
     data = datasets.DatasetDict({
@@ -126,7 +126,7 @@ def test_huggingface_dataset_saved_to_disk(tmp_path):
 
 
 def test_huggingface_offline_and_not_cached_says_so(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no waiting on the network

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging.handlers
+import os
+import re
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -11,9 +16,10 @@ import pytest
 
 from bertpipe.artifacts import read_tokenized
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
+from bertpipe.modeling import load_for_fine_tuning
 from bertpipe.params import load_yaml
 from stages import evaluate, ingest, split, train
-from tests.conftest import make_ingested, prepare_tokenized, train_args, write_params
+from tests.conftest import ROOT, make_ingested, prepare_tokenized, train_args, write_params
 
 
 def test_ingest_default_reads_real_imdb_reviews(tmp_path):
@@ -67,11 +73,17 @@ def test_tokenize_writes_unpadded_ids_and_stats(tmp_path, tiny_bert):
 
 def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, tiny_bert):
     train.main(train_args(tmp_path, tokenized))
-    summary = json.loads((tmp_path / "train.json").read_text())
+    summary = json.loads((tmp_path / "details.json").read_text())
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert summary["steps"] == summary["total_steps"] == 16  # 64 rows / 8 per batch, 2 epochs
-    assert curve["step"].tolist() == [3, 6, 9, 12, 15, 16]
+    # A point every log_every_steps (2) and at each evaluation (every 3, and the last step).
+    assert list(curve.columns) == ["step", "train_loss", "learning_rate", "val_metric"]
+    assert curve["step"].tolist() == [2, 3, 4, 6, 8, 9, 10, 12, 14, 15, 16]
+    assert curve.dropna()["step"].tolist() == [3, 6, 9, 12, 15, 16]  # validation on the same axis
+    assert curve["learning_rate"].is_monotonic_decreasing and curve["train_loss"].gt(0).all()
     assert summary["best_val_accuracy"] == curve["val_metric"].max()
+    assert json.loads((tmp_path / "train.json").read_text()) == {  # the narrow headline for dvc metrics
+        k: summary[k] for k in ("best_val_accuracy", "train_samples_per_s")}
     config = json.loads((tmp_path / "best/config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     assert (tmp_path / "best/model.safetensors").exists() and (tmp_path / "best/tokenizer.json").exists()
@@ -79,8 +91,15 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     evaluate.main(["--params", str(tokenized), "--model", str(tmp_path / "best"), "--tokens", str(tmp_path / "tok"),
                    "--split", str(tmp_path / "sp"), "--run-file", str(tmp_path / "run.json"),
                    "--curve", str(tmp_path / "curve.csv"), "--metrics", str(tmp_path / "test.json"),
-                   "--plots", str(tmp_path / "plots")])
-    report = json.loads((tmp_path / "test.json").read_text())
+                   "--details", str(tmp_path / "details-test.json"), "--plots", str(tmp_path / "plots"),
+                   "--errors", str(tmp_path / "errors.csv")])
+    report = json.loads((tmp_path / "details-test.json").read_text())
+    headline = json.loads((tmp_path / "test.json").read_text())
+    assert set(headline) <= set(evaluate.HEADLINE) and headline["accuracy"] == report["accuracy"]
+    assert {"per_class", "by_length", "baseline_tfidf_logreg"}.isdisjoint(headline)
+    errors = pd.read_csv(tmp_path / "errors.csv")
+    assert list(errors.columns) == ["id", "actual", "predicted", "confidence", "text"]
+    assert not (tmp_path / "plots/errors.csv").exists()
     assert report["rows"] == 20 and 0 <= report["accuracy"] <= 1 and 0 <= report["ece"] <= 1
     assert set(report["per_class"]) == {"negative", "positive"}
     assert sum(b["rows"] for b in report["by_length"].values()) == 20
@@ -95,9 +114,21 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     run = client.get_run(run_id)
     assert run.data.params["learning_rate"] == "0.001" and run.data.params["model"] == str(tiny_bert)
     assert run.data.metrics["test_accuracy"] == pytest.approx(report["accuracy"])
-    assert len(client.get_metric_history(run_id, "train_loss")) == 16
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == curve["step"].tolist()
+    assert len(client.get_metric_history(run_id, "learning_rate")) == len(curve)
     assert len(client.get_metric_history(run_id, "val_accuracy")) == 6
     assert run.data.tags["git_commit"] and run.data.tags["device"] == "cpu"
+    # What the UI shows first: a model-training experiment, a readable run name.
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert re.fullmatch(r"repro-[0-9a-f]{7}(-dirty)?", run.info.run_name), run.info.run_name
+    # The registered version's description, rewritten by evaluate with the test metrics.
+    (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+    text = version.description
+    assert f"| accuracy | {report['accuracy']:.4f} | {report['baseline_tfidf_logreg_accuracy']:.4f} |" in text
+    assert f"| roc_auc | {report['roc_auc']:.4f} |" in text and "learning_rate=0.001" in text
+    assert "dvc pull && dvc repro`" in text and run.info.run_id in text
+    digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
+    assert f"test `{digests['test']}`" in text and f"train `{digests['train']}`" in text
     artifacts = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert "plots/confusion.png" in artifacts
     # The registered version carries its lineage, for the promotion gate.
@@ -110,3 +141,27 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     out = model.predict(pd.DataFrame({"text": ["a wonderful film", "a dull film"]}))
     assert list(out.columns) == ["label", "prob_negative", "prob_positive"]
     assert np.allclose(out[["prob_negative", "prob_positive"]].sum(axis=1), 1.0)
+
+
+def test_a_stage_explains_the_new_head_once_and_hides_known_benign_warnings(tmp_path, tokenized, mlflow_uri):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "stages.train", *train_args(tmp_path, tokenized)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "LOAD REPORT" not in done.stderr and "| MISSING" not in done.stderr
+    assert "interpreted in multiple ways" not in done.stderr
+    assert done.stderr.count("new classification head initialised") == 1
+
+
+def test_a_real_load_problem_still_shows_the_transformers_report(tmp_path, tiny_bert):
+    from transformers import BertConfig, BertForPreTraining
+
+    BertForPreTraining(BertConfig.from_pretrained(tiny_bert)).save_pretrained(tmp_path)  # extra MLM head weights
+    seen = logging.handlers.BufferingHandler(capacity=100)  # transformers' loggers do not reach pytest's caplog
+    logging.getLogger("transformers.modeling_utils").addHandler(seen)
+    try:
+        load_for_fine_tuning(str(tmp_path), 2)
+    finally:
+        logging.getLogger("transformers.modeling_utils").removeHandler(seen)
+    reports = [r.getMessage() for r in seen.buffer if "LOAD REPORT" in r.getMessage()]
+    assert len(reports) == 1 and "UNEXPECTED" in reports[0]

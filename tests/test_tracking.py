@@ -69,3 +69,25 @@ def test_unreachable_tracking_server_fails_fast_with_a_clear_message(tmp_path, t
 def test_run_tags_name_versions_and_git_state():
     assert "version.transformers" in library_versions()
     assert set(git_state()) == {"git_commit", "git_dirty"}
+
+
+def test_run_name_marks_a_dirty_tree_but_not_pipeline_outputs(tmp_path, monkeypatch):
+    from bertpipe.tracking import run_name
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: x\n    metrics:\n      - metrics/m.json:\n"
+                                       "          cache: false\n")
+    for name in ("dvc.lock", "params.yaml", "metrics/m.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("a: 1\n")
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "c"]):
+        subprocess.run(["git", *cmd], check=True)
+    sha = git_state()["git_commit"][:7]
+    (tmp_path / "dvc.lock").write_text("a: 2\n")  # DVC rewrites these while the pipeline runs
+    (tmp_path / "metrics/m.json").write_text("a: 2\n")
+    assert run_name() == f"repro-{sha}"
+    (tmp_path / "params.yaml").write_text("a: 2\n")  # an uncommitted change of a param
+    assert run_name() == f"repro-{sha}-dirty"
+    monkeypatch.setenv("DVC_EXP_NAME", "lr-5e-5")
+    assert run_name() == "lr-5e-5"
