@@ -14,12 +14,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from bertpipe.artifacts import TokenizedSplit
 from bertpipe.batching import collate, sorted_batches
 from bertpipe.contracts import CheckpointMeta
-from bertpipe.modeling import autocast
+from bertpipe.modeling import Precision, autocast, autocast_dtype
 from bertpipe.text import normalize
 from bertpipe.tokens import Encoder
 
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
 PIPELINE_META = CheckpointMeta.FILE
+PREDICT_BATCH_SIZE = 32  # texts per forward pass on raw texts (bench/predict_bench.py)
 
 
 @torch.no_grad()
@@ -28,12 +29,14 @@ def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.d
     """Class probabilities (N, C) in the split's row order."""
     model.eval()
     probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
-    for rows in sorted_batches(split.lengths, batch_size):
-        batch = collate(split, rows, pad_id)
-        with autocast(device, dtype):
+    # One autocast region for all batches: autocast caches the bf16 copies of the weights within
+    # a region, so they are cast once per call rather than once per batch.
+    with autocast(device, dtype):
+        for rows in sorted_batches(split.lengths, batch_size):  # longest first: little padding
+            batch = collate(split, rows, pad_id)
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
-        probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
     return probs
 
 
@@ -47,32 +50,40 @@ def save_checkpoint(model, tokenizer_dir: str | Path, meta: CheckpointMeta, out:
 
 @dataclass
 class Classifier:
-    """A checkpoint loaded for prediction on raw texts."""
+    """A checkpoint loaded for prediction on raw texts.
+
+    The fast path (bench/predict_bench.py measures it against transformers.pipeline): texts
+    tokenized in one batch call, batches of similar length (longest first) padded to their own
+    longest, SDPA attention, and bf16 autocast where the hardware computes bf16 (CUDA, CPUs with
+    AMX or AVX512-BF16); precision="fp32" turns the autocast off.
+    """
 
     model: torch.nn.Module
     encoder: Encoder  # the tokenizer, with the truncation the model was trained with
     meta: CheckpointMeta
     device: torch.device
+    dtype: torch.dtype | None  # autocast dtype; None = fp32
 
     @classmethod
-    def load(cls, folder: str | Path, device: torch.device | None = None) -> Classifier:
+    def load(cls, folder: str | Path, device: torch.device | None = None,
+             precision: Precision = "auto") -> Classifier:
         device = device or torch.device("cpu")
-        model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa")
         meta = CheckpointMeta.read(folder)
         encoder = Encoder(AutoTokenizer.from_pretrained(folder), meta.max_length, meta.truncation,
                           meta.head_tokens)
-        return cls(model, encoder, meta, device)
+        return cls(model.to(device).eval(), encoder, meta, device, autocast_dtype(device, precision))
 
     @property
     def label_names(self) -> list[str]:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
-    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, texts: list[str], batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
         norm = self.meta.norm()
         cleaned = [normalize(t, norm) for t in texts]
         rows = self.encoder.encode(cleaned).rows()
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
-        return predict_probs(self.model, split, batch_size, self.device, None, self.meta.pad_token_id)
+        return predict_probs(self.model, split, batch_size, self.device, self.dtype, self.meta.pad_token_id)
 
     def predict_frame(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: the predicted label and a prob_<label> column per class."""
