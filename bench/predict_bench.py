@@ -3,9 +3,10 @@ path (bertpipe.inference.Classifier.predict_proba, which the predict CLI and the
 model call) and `transformers.pipeline("text-classification")` at its best of batch sizes
 1, 8 and 32.
 
-The ways run in alternating rounds in one process, so a busy machine slows them alike; each
-round gives one ratio (pipeline seconds at its best batch size / our seconds) and the bench
-reports the median ratio and its spread (min-max). Agreement is the share of reviews whose
+The ways run in alternating rounds in one process, so a busy machine slows them alike: round
+r hands every way the same r-th slice of the reviews (100 of 1,000 by default), in an order
+reversed every other round. Each round gives one ratio (pipeline seconds at its best batch
+size that round / our seconds) and the bench reports the median ratio and its spread (min-max). Agreement is the share of reviews whose
 predicted class on our path matches the plain fp32 prediction of the same checkpoint, with
 the same text preparation; accuracy is reported for both.
 
@@ -15,7 +16,7 @@ when there is none, a small checkpoint is fine-tuned first with the project's ow
 on the next run.
 Last line: RESULT predict_speedup_vs_pipeline=<median ratio> agreement=<share>.
 
-Run: python bench/predict_bench.py [--rows 1000] [--rounds 3] [--scratch DIR]
+Run: python bench/predict_bench.py [--rows 1000] [--rounds 10] [--scratch DIR]
      python bench/predict_bench.py --options   # also time the choices one by one (see OPTIONS)
 """
 
@@ -29,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -133,7 +135,11 @@ def build_ways(folder: Path, options: bool) -> dict:
         ways["ours_unsorted"] = unsorted_way(fast)
         for b in OPTION_BATCHES:
             ways[f"ours_bs{b}"] = ours_way(fast, b)
-        ways["ours_1thread"] = ours_way(fast, threads=1)
+        ways["ours_intra_op"] = ours_way(replace(fast, workers=1))  # one worker, ops split over the cores
+        ways["ours_1thread"] = ours_way(replace(fast, workers=1), threads=1)
+        bf16_weights = Classifier.load(folder, precision="fp32")
+        bf16_weights.model = bf16_weights.model.to(torch.bfloat16)  # LayerNorm and softmax in bf16 too
+        ways["ours_bf16_weights"] = ours_way(bf16_weights)
     return ways
 
 
@@ -146,19 +152,23 @@ def unsorted_way(classifier: Classifier):
 
 
 def measure(ways: dict, texts: list[str], rounds: int) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Seconds per way per round, the order reversed every other round; predictions of the first."""
+    """Seconds per way per round, and each way's predictions for all texts.
+
+    Round r gives every way the same r-th slice of the texts, in an order reversed every other
+    round, so the ways of one round run within seconds of each other under the same load.
+    """
     for run in ways.values():
         run(texts[:16])  # warm-up: kernels picked and weights cast once, outside the timing
-    seconds, preds = {name: [] for name in ways}, {}
-    for r in range(rounds):
-        order = list(ways) if r % 2 == 0 else list(ways)[::-1]
-        for name in order:
+    seconds = {name: [] for name in ways}
+    preds = {name: [] for name in ways}
+    for r, rows in enumerate(np.array_split(np.arange(len(texts)), rounds)):
+        chunk = [texts[i] for i in rows]
+        for name in list(ways) if r % 2 == 0 else list(ways)[::-1]:
             start = time.perf_counter()
-            out = ways[name](texts)
+            preds[name].append(ways[name](chunk))
             seconds[name].append(time.perf_counter() - start)
-            preds.setdefault(name, out)
-        log.info("round %d: %s", r + 1, ", ".join(f"{n} {seconds[n][-1]:.1f}s" for n in ways))
-    return seconds, preds
+        log.info("round %d: %s", r + 1, ", ".join(f"{n} {seconds[n][-1]:.2f}s" for n in ways))
+    return seconds, {name: np.concatenate(p) for name, p in preds.items()}
 
 
 def main() -> None:
@@ -168,7 +178,7 @@ def main() -> None:
     parser.add_argument("--scratch", default=os.environ.get("PREDICT_BENCH_SCRATCH"),
                         help="folder for the small fine-tuned checkpoint (env PREDICT_BENCH_SCRATCH)")
     parser.add_argument("--rows", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10, help="slices of the rows; each way scores each slice")
     parser.add_argument("--options", action="store_true", help="also time each choice of our path undone")
     parser.add_argument("--prepare-only", action="store_true", help="only find or fine-tune the checkpoint")
     args = parser.parse_args()
@@ -185,10 +195,10 @@ def main() -> None:
     pipes = [n for n in seconds if n.startswith("pipeline")]
     ratios = [min(seconds[p][r] for p in pipes) / seconds["ours"][r] for r in range(args.rounds)]
     for name, values in seconds.items():
-        med = statistics.median(values)
-        log.info("%-14s %7.2f s median (%.2f-%.2f), %6.1f reviews/s, accuracy %.4f, agrees with fp32 %.4f",
-                 name, med, min(values), max(values), len(texts) / med, (preds[name] == labels).mean(),
-                 (preds[name] == reference).mean())
+        vs_ours = [values[r] / seconds["ours"][r] for r in range(args.rounds)]
+        log.info("%-14s %7.1f reviews/s (total time), time vs ours median %.2f (%.2f-%.2f), accuracy %.4f, "
+                 "agrees with fp32 %.4f", name, len(texts) / sum(values), statistics.median(vs_ours),
+                 min(vs_ours), max(vs_ours), (preds[name] == labels).mean(), (preds[name] == reference).mean())
     agreement = float((preds["ours"] == reference).mean())
     log.info("accuracy: ours %.4f, fp32 %.4f (%+.2f points); speedup per round %s",
              (preds["ours"] == labels).mean(), (reference == labels).mean(),

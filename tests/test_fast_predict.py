@@ -3,6 +3,8 @@ length-sorted batches that still come back in the input order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -37,10 +39,13 @@ def test_precision_follows_the_hardware(random_checkpoint, monkeypatch):
     assert Classifier.load(random_checkpoint).dtype is None
 
 
-def test_sorted_batches_come_back_in_input_order(random_checkpoint):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_sorted_batches_come_back_in_input_order(random_checkpoint, workers):
     texts = tiny_reviews(20)["text"].tolist()
-    classifier = Classifier.load(random_checkpoint, precision="fp32")
-    together = classifier.predict_proba(texts, batch_size=4)  # batches sorted by length
+    classifier = replace(Classifier.load(random_checkpoint, precision="fp32"), workers=workers)
+    threads = torch.get_num_threads()
+    together = classifier.predict_proba(texts, batch_size=4)  # 5 batches sorted by length, over the workers
+    assert torch.get_num_threads() == threads  # the workers' one intra-op thread each is undone
     one_by_one = np.concatenate([classifier.predict_proba([t], batch_size=1) for t in texts])
     assert together.shape == (20, 3) and np.allclose(together.sum(axis=1), 1)
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
