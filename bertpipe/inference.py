@@ -32,7 +32,7 @@ def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.d
     workers > 1 (CPU): that many threads each score every workers-th batch with one intra-op
     thread. Ops split over threads wait for each other at every step, and on a busy machine one
     descheduled thread stalls them all; whole batches per thread do not wait (measured in
-    bench/predict_bench.py: 2.7x faster than two intra-op threads on a loaded 2-core CPU).
+    bench/predict_bench.py --options: median 3x faster than two intra-op threads on a busy 2-core CPU).
     """
     model.eval()
     probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
