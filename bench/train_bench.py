@@ -119,7 +119,7 @@ def ours(tokens: TokenizedSplit, workdir: Path) -> float:
                   pad_token_id=tokenizer.pad_token_id, labels=["negative", "positive"],
                   normalization={}).write(data)
     params = load_yaml((ROOT / "params.yaml").read_text())
-    params["train"].update({"seed": SEED, "epochs": 1, "batch_size": BATCH, "learning_rate": LR,
+    params["train"].update({"seed": SEED, "epochs": 1, "min_steps": 0, "batch_size": BATCH, "learning_rate": LR,
                             "warmup_fraction": WARMUP, "eval_every_steps": 10_000, "save_every_steps": 10_000})
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"

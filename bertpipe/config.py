@@ -129,12 +129,17 @@ class TrainParams:
     registered_model: str  # MLflow Model Registry name
     seed: int
     epochs: float
+    # Small data: train at least this many optimisation steps, repeating epochs (0 = no floor).
+    min_steps: int
     batch_size: int
     grad_accum_steps: int
     learning_rate: float
     weight_decay: float
     warmup_fraction: float
     max_grad_norm: float
+    # balanced: weight each class's loss by rows / (classes x rows of the class), so a rare
+    # class counts as much as a common one; none: plain cross-entropy.
+    class_weights: Literal["none", "balanced"]
     # Length grouping: this many batches are drawn at random, sorted by length, then cut.
     group_batches: int
     log_every_steps: int  # train loss and learning rate to MLflow and the curve
@@ -147,6 +152,7 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 0, low_open=True)
+        check_range("min_steps", self.min_steps, 0)
         check_range("batch_size", self.batch_size, 1)
         check_range("grad_accum_steps", self.grad_accum_steps, 1)
         check_range("learning_rate", self.learning_rate, 0, 1, low_open=True)

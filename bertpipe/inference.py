@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,26 +16,55 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from bertpipe.artifacts import TokenizedSplit
 from bertpipe.batching import collate, sorted_batches
 from bertpipe.contracts import CheckpointMeta
-from bertpipe.modeling import autocast
+from bertpipe.modeling import Precision, autocast, autocast_dtype
 from bertpipe.tokens import Encoder
 
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
 PIPELINE_META = CheckpointMeta.FILE
+PREDICT_BATCH_SIZE = 32  # texts per forward pass on raw texts (bench/predict_bench.py)
 
 
-@torch.no_grad()
 def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.device,
-                  dtype: torch.dtype | None, pad_id: int) -> np.ndarray:
-    """Class probabilities (N, C) in the split's row order."""
+                  dtype: torch.dtype | None, pad_id: int, workers: int = 1) -> np.ndarray:
+    """Class probabilities (N, C) in the split's row order.
+
+    workers > 1 (CPU): that many threads each score every workers-th batch with one intra-op
+    thread. Ops split over threads wait for each other at every step, and on a busy machine one
+    descheduled thread stalls them all; whole batches per thread do not wait (measured in
+    bench/predict_bench.py --options: median 3x faster than two intra-op threads on a busy 2-core CPU).
+    """
     model.eval()
     probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
-    for rows in sorted_batches(split.lengths, batch_size):
-        batch = collate(split, rows, pad_id)
+    batches = sorted_batches(split.lengths, batch_size)  # longest first: little padding
+
+    @torch.no_grad()  # grad mode and autocast are per thread: set them in the thread that scores
+    def score(share: list[np.ndarray]) -> None:
+        # One autocast region per share: autocast caches the bf16 copies of the weights within
+        # a region, so they are cast once rather than once per batch.
         with autocast(device, dtype):
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-        probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            for rows in share:
+                batch = collate(split, rows, pad_id)
+                logits = model(input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device)).logits
+                probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+
+    workers = min(workers, len(batches))
+    if workers <= 1:
+        score(batches)
+        return probs
+    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(score, [batches[i::workers] for i in range(workers)]))  # list(): raise what they raised
     return probs
+
+
+@contextmanager
+def intra_op_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def save_checkpoint(model, tokenizer_dir: str | Path, meta: CheckpointMeta, out: Path) -> None:
@@ -46,32 +77,44 @@ def save_checkpoint(model, tokenizer_dir: str | Path, meta: CheckpointMeta, out:
 
 @dataclass
 class Classifier:
-    """A checkpoint loaded for prediction on raw texts."""
+    """A checkpoint loaded for prediction on raw texts.
+
+    The fast path (bench/predict_bench.py measures it against transformers.pipeline): texts
+    tokenized in one batch call, batches of similar length (longest first) padded to their own
+    longest, on the CPU one worker thread per core scoring whole batches, SDPA attention, and
+    bf16 autocast where the hardware computes bf16 (CUDA, CPUs with AMX or AVX512-BF16);
+    precision="fp32" turns the autocast off.
+    """
 
     model: torch.nn.Module
     encoder: Encoder  # the tokenizer, with the truncation the model was trained with
     meta: CheckpointMeta
     device: torch.device
+    dtype: torch.dtype | None  # autocast dtype; None = fp32
+    workers: int | None = None  # CPU threads scoring whole batches; None = torch.get_num_threads()
 
     @classmethod
-    def load(cls, folder: str | Path, device: torch.device | None = None) -> Classifier:
+    def load(cls, folder: str | Path, device: torch.device | None = None,
+             precision: Precision = "auto") -> Classifier:
         device = device or torch.device("cpu")
-        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
-        model = model.to(device).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="sdpa",
+                                                                   trust_remote_code=False)
         meta = CheckpointMeta.read(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         encoder = Encoder(tokenizer, meta.max_length, meta.truncation, meta.head_tokens)
-        return cls(model, encoder, meta, device)
+        return cls(model.to(device).eval(), encoder, meta, device, autocast_dtype(device, precision))
 
     @property
     def label_names(self) -> list[str]:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
-    def predict_proba(self, texts: list[str], batch_size: int = 32, dtype: torch.dtype | None = None) -> np.ndarray:
-        """(N, C) in this model's class order; dtype: autocast as evaluate does (None: fp32)."""
+    def predict_proba(self, texts: list[str], batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """(N, C) in this model's class order."""
         rows = self.encoder.encode(texts, self.meta.norm()).rows()  # long texts cut, then normalised
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
-        return predict_probs(self.model, split, batch_size, self.device, dtype, self.meta.pad_token_id)
+        workers = (self.workers or torch.get_num_threads()) if self.device.type == "cpu" else 1
+        return predict_probs(self.model, split, batch_size, self.device, self.dtype, self.meta.pad_token_id,
+                             workers)
 
     def predict_frame(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: the predicted label and a prob_<label> column per class."""

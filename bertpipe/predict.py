@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from bertpipe.artifacts import atomic_path, jsonl_objects
-from bertpipe.inference import Classifier
+from bertpipe.inference import PREDICT_BATCH_SIZE, Classifier
 from bertpipe.logs import run_cli
 from bertpipe.registry import resolve_checkpoint
 from bertpipe.tracking import configure
@@ -52,7 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="format of --input (default: from its suffix) or of stdin (default: lines)")
     p.add_argument("--output", help="CSV or JSONL file to write (default: stdout, in the input's format or JSONL)")
     p.add_argument("--text-column", default="text", help="column (CSV) or key (JSONL) holding the text")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE)
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast where the hardware computes bf16 (CUDA, CPUs with AMX or "
+                        "AVX512-BF16), else fp32")
     args = p.parse_args(argv)
     if args.texts and args.input:
         p.error("give texts as arguments or --input, not both")
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         configure()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="predict-") as tmp:
-        classifier = Classifier.load(resolve_checkpoint(args.model, tmp), device)
+        classifier = Classifier.load(resolve_checkpoint(args.model, tmp), device, args.precision)
     scored = add_predictions(rows, column, classifier, args.batch_size)
     if args.output:
         with atomic_path(args.output) as tmp_out:

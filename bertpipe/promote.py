@@ -50,7 +50,6 @@ from bertpipe.inference import Classifier
 from bertpipe.lineage import TAG, LineageError, load_rows, row_hashes, set_digest
 from bertpipe.logs import run_cli
 from bertpipe.metrics import selection_value, summary_metrics
-from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.redact import PlainError, mask_url
 from bertpipe.registry import CHALLENGER, CHAMPION
@@ -171,9 +170,10 @@ def score_model(name: str, version: ModelVersion, role: str, rows: Rows, e: Eval
     """Score a registered version as evaluate scores models/best: same batches, same precision."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     folder = registry.resolve_checkpoint(f"models:/{name}/{version.version}", tmp / f"model-{version.version}")
-    classifier = Classifier.load(folder, device)
+    classifier = Classifier.load(folder, device, e.precision)
+    classifier.workers = 1  # as evaluate scores: one thread of batches, so the sums add up in the same order
     log.info("scoring %s %s v%s on %d rows", role, name, version.version, len(rows.texts))
-    probs = classifier.predict_proba(rows.texts, e.batch_size, autocast_dtype(device, e.precision))
+    probs = classifier.predict_proba(rows.texts, e.batch_size)
     probs = by_name(probs, classifier.label_names, rows.names, f"{role} {name} v{version.version}")
     return scored(f"{role} v{version.version} (run {(version.run_id or '?')[:8]})", probs, rows)
 

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -85,6 +86,19 @@ def build_optimizer(model, p: TrainParams, device: torch.device, total_steps: in
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
 
+def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tensor | None:
+    """Loss weight per class: rows / (classes x rows of the class) when balanced, else None."""
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def total_steps_for(steps_per_epoch: int, p: TrainParams) -> int:
+    # The floor repeats epochs: a few hundred rows otherwise make too few steps to learn from.
+    return max(math.ceil(p.epochs * steps_per_epoch), p.min_steps)
+
+
 def epoch_batches(train, p: TrainParams, epoch: int) -> list:
     # A new seeded order each epoch; every rank computes the same order and takes its share.
     order = length_grouped_batches(train.lengths, p.batch_size, p.group_batches, p.seed + epoch)
@@ -131,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     train, val = read_tokenized(f"{args.data}/train.safetensors"), read_tokenized(f"{args.data}/val.safetensors")
 
     steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
-    total_steps = math.ceil(p.epochs * steps_per_epoch)
+    total_steps = total_steps_for(steps_per_epoch, p)
     inputs = [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")]
     key = resume_key(asdict(p), inputs, dist.world_size(), __file__, resolve_model(meta.model), device, dtype)
     state = load_state(args.state, key)
@@ -141,14 +155,17 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(p.seed)  # build the model after seeding so the seed controls the new head's init
     model = build_model(meta.model, meta.model_revision, meta.labels, device)
     optimizer, scheduler = build_optimizer(model, p, device, total_steps)
+    weights = class_weights(train.labels, len(meta.labels), p.class_weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     if state.step:
         state.restore(model, optimizer, scheduler)
         log.info("resuming at step %d of %d from %s", state.step, total_steps, args.state)
     elif run:
         state.run_id = run.info.run_id
         log_run_inputs(args, p, meta, train, val, total_steps, device, dtype)
-    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews", meta.model, device,
-             dtype or torch.float32, total_steps, p.batch_size, dist.world_size(), p.grad_accum_steps)
+    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews%s", meta.model, device,
+             dtype or torch.float32, total_steps, p.batch_size, dist.world_size(), p.grad_accum_steps,
+             "" if weights is None else f", class weights {[round(w, 3) for w in weights.tolist()]}")
 
     ddp_model = dist.wrap(model)
     model.train()
@@ -163,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             for rows in batches[start : start + p.grad_accum_steps]:
                 batch = {k: v.to(device) for k, v in collate(train, rows, meta.pad_token_id).items()}
                 with autocast(device, dtype):
-                    loss = ddp_model(**batch).loss / p.grad_accum_steps
+                    logits = ddp_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                    loss = loss_fn(logits, batch["labels"]) / p.grad_accum_steps
                 loss.backward()
                 step_loss += loss.item()
                 meter.add(loss.item(), batch["attention_mask"])

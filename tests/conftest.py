@@ -68,8 +68,8 @@ def write_params(path: Path, **sections) -> Path:
 def tiny_train_params(model: Path) -> dict:
     return {
         "tokenize": {"model": str(model), "max_length": 64, "head_tokens": 16},
-        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "log_every_steps": 2, "eval_every_steps": 3,
-                  "save_every_steps": 2, "precision": "fp32", "group_batches": 2},
+        "train": {"epochs": 2, "min_steps": 0, "batch_size": 8, "learning_rate": 1e-3, "log_every_steps": 2,
+                  "eval_every_steps": 3, "save_every_steps": 2, "precision": "fp32", "group_batches": 2},
         "split": {"max_train": 64, "max_val": 32, "max_test": 32},
     }
 

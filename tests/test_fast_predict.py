@@ -1,0 +1,59 @@
+"""The prediction fast path (Classifier): precision chosen from the hardware, SDPA attention,
+length-sorted batches that still come back in the input order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from bertpipe import modeling
+from bertpipe.contracts import CheckpointMeta
+from bertpipe.inference import Classifier
+from tests.conftest import tiny_reviews
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory, tiny_bert):
+    """A tiny BERT classifier with a random head, so different texts get different probabilities."""
+    folder = tmp_path_factory.mktemp("random-classifier")
+    config = BertConfig.from_pretrained(tiny_bert, num_labels=3, id2label={0: "a", 1: "b", 2: "c"},
+                                        label2id={"a": 0, "b": 1, "c": 2})
+    torch.manual_seed(1)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    CheckpointMeta(base_model=str(tiny_bert), max_length=64, truncation="head_tail", head_tokens=16,
+                   pad_token_id=0, normalization={}, labels=["a", "b", "c"]).write(folder)
+    return folder
+
+
+def test_precision_follows_the_hardware(random_checkpoint, monkeypatch):
+    monkeypatch.setattr(modeling, "cpu_has_bf16", lambda: True)
+    fast = Classifier.load(random_checkpoint)
+    assert fast.dtype == torch.bfloat16 and fast.model.config._attn_implementation == "sdpa"
+    assert Classifier.load(random_checkpoint, precision="fp32").dtype is None
+    monkeypatch.setattr(modeling, "cpu_has_bf16", lambda: False)  # emulated bf16 would be slower
+    assert Classifier.load(random_checkpoint).dtype is None
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_sorted_batches_come_back_in_input_order(random_checkpoint, workers):
+    texts = tiny_reviews(20)["text"].tolist()
+    classifier = replace(Classifier.load(random_checkpoint, precision="fp32"), workers=workers)
+    threads = torch.get_num_threads()
+    together = classifier.predict_proba(texts, batch_size=4)  # 5 batches sorted by length, over the workers
+    assert torch.get_num_threads() == threads  # the workers' one intra-op thread each is undone
+    one_by_one = np.concatenate([classifier.predict_proba([t], batch_size=1) for t in texts])
+    assert together.shape == (20, 3) and np.allclose(together.sum(axis=1), 1)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    assert len({round(float(p), 6) for p in together[:, 0]}) > 10  # the texts really differ
+
+
+def test_bf16_stays_close_to_fp32(random_checkpoint):
+    texts = tiny_reviews(20)["text"].tolist()
+    fp32 = Classifier.load(random_checkpoint, precision="fp32").predict_proba(texts)
+    bf16 = Classifier.load(random_checkpoint, precision="bf16").predict_proba(texts)
+    assert np.abs(bf16 - fp32).max() < 0.02
