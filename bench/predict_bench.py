@@ -6,7 +6,8 @@ model call) and `transformers.pipeline("text-classification")` at its best of ba
 The ways run in alternating rounds in one process, so a busy machine slows them alike: round
 r hands every way the same r-th slice of the reviews (100 of 1,000 by default), in an order
 reversed every other round. Each round gives one ratio (pipeline seconds at its best batch
-size that round / our seconds) and the bench reports the median ratio and its spread (min-max). Agreement is the share of reviews whose
+size that round / our seconds) and the bench reports the median ratio and its spread
+(min-max). Agreement is the share of reviews whose
 predicted class on our path matches the plain fp32 prediction of the same checkpoint, with
 the same text preparation; accuracy is reported for both.
 

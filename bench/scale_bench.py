@@ -57,7 +57,7 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
             counts = rng.integers(*SENTENCES_PER_ROW, size=len(block))
             picks = rng.integers(0, len(pool), size=int(counts.sum()))
             at = 0
-            for i, n in zip(block, counts):
+            for i, n in zip(block, counts, strict=True):
                 out.writerow([" ".join(pool[j] for j in picks[at : at + n]) + f" (review {i})",
                               "positive" if i % 2 else "negative"])
                 at += n
