@@ -9,7 +9,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -127,6 +128,29 @@ def sh(cwd: Path, *cmd: str, env: dict[str, str | None] | None = None,
     if check:
         assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
+
+
+QUEUE_RESTARTS = 2  # how often a queue whose worker died with experiments left is started again
+IDLE_POLLS = 5  # polls in a row with experiments queued and no worker before that counts as dead
+
+
+def wait_for_queue(status: Callable[[], str], restart: Callable[[], object], timeout_s: float) -> str:
+    """Poll `dvc queue status` (status()) until no experiment is queued or running; its last output.
+
+    DVC's filesystem queue broker can lose its worker while experiments are still queued
+    (treeverse/dvc#10428, open); the README tells the user to run `dvc queue start` again then,
+    and so does this (restart()), at most QUEUE_RESTARTS times."""
+    deadline, idle, restarts = time.monotonic() + timeout_s, 0, 0
+    while True:
+        out = status()
+        if not any(word in out for word in ("Queued", "Running")):
+            return out
+        idle = idle + 1 if "Queued" in out and "Worker status: 0 active, 0 idle" in out else 0
+        if idle >= IDLE_POLLS and restarts < QUEUE_RESTARTS:
+            restart()
+            idle, restarts = 0, restarts + 1
+        assert time.monotonic() < deadline, f"the queue did not finish in {timeout_s:g}s:\n{out}"
+        time.sleep(3)
 
 
 def ran_stages(output: str) -> list[str]:

@@ -4,11 +4,10 @@ copy a queued experiment runs in), and `dvc exp show` lines up their params and 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import wait_for_queue
 from tests.mlops_helpers import clone_project, ran_stages, reproduced_project, sh
 
 pytestmark = pytest.mark.slow
@@ -69,14 +68,11 @@ def test_queued_sweep_runs_each_experiment_once(project):
                 env=DEFAULT_STORE).stdout
     names = [line.split("'")[1] for line in queued.splitlines() if line.startswith("Queued experiment")]
     assert len(names) == 2
-    sh(project, "dvc", "queue", "start", "-j", "1", env=DEFAULT_STORE)
-    deadline = time.monotonic() + QUEUE_TIMEOUT_S
-    while True:
-        status = sh(project, "dvc", "queue", "status").stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        assert time.monotonic() < deadline, f"the queue did not finish in {QUEUE_TIMEOUT_S}s:\n{status}"
-        time.sleep(3)
+    def start() -> None:
+        sh(project, "dvc", "queue", "start", "-j", "1", env=DEFAULT_STORE)
+
+    start()
+    status = wait_for_queue(lambda: sh(project, "dvc", "queue", "status").stdout, start, QUEUE_TIMEOUT_S)
     states = {cells[1]: cells[-1] for cells in map(str.split, status.splitlines()) if len(cells) > 2}
     assert [states.get(name) for name in names] == ["Success", "Success"], status
     rows = exp_show_rows(project)

@@ -22,7 +22,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bertpipe.params import read_yaml
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_for_queue
 from tests.mlops_helpers import clone_project, reproduced_project
 
 pytestmark = pytest.mark.slow
@@ -103,13 +103,12 @@ def run_sweep(project: Path) -> dict[str, str]:
     for program in ("dvc exp run -S", "dvc exp run --queue", "dvc queue start", "dvc queue status", "dvc exp show",
                     "dvc exp apply"):
         the(commands, program)
+    (start,) = the(commands, "dvc queue start")
     outputs = {}
     for command in commands:
-        if command.startswith("dvc queue status"):
-            deadline = time.monotonic() + QUEUE_TIMEOUT_S
-            while any(word in (status := bash(project, command).stdout) for word in ("Queued", "Running")):
-                assert time.monotonic() < deadline, f"the queue did not finish in {QUEUE_TIMEOUT_S}s:\n{status}"
-                time.sleep(3)
+        if command.startswith("dvc queue status"):  # polled, and the queue restarted as the README says
+            status = wait_for_queue(lambda c=command: bash(project, c).stdout, lambda: bash(project, start),
+                                    QUEUE_TIMEOUT_S)
             assert "Failed" not in status, status
             outputs[command] = status
         else:
@@ -162,12 +161,6 @@ def test_readme_commands_run_as_written(project, tmp_path):
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_and_ask(project: Path, serve: str, request: str, log_path: Path) -> str:
