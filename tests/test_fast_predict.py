@@ -25,8 +25,8 @@ def random_checkpoint(tmp_path_factory, tiny_bert):
     torch.manual_seed(1)
     BertForSequenceClassification(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    CheckpointMeta(base_model=str(tiny_bert), max_length=64, truncation="head_tail", head_tokens=16,
-                   pad_token_id=0, normalization={}, labels=["a", "b", "c"]).write(folder)
+    CheckpointMeta(base_model=str(tiny_bert), base_model_revision="", max_length=64, truncation="head_tail",
+                   head_tokens=16, pad_token_id=0, normalization={}, labels=["a", "b", "c"]).write(folder)
     return folder
 
 

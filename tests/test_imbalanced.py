@@ -100,13 +100,17 @@ def run_pipeline(tmp_path: Path, model: Path, weights: str) -> dict:
                 "--metrics", str(out / "s.json")])
     tokenize.main(["--params", str(params), "--data", str(out / "sp"), "--out", str(out / "tok"),
                    "--metrics", str(out / "t.json")])
-    train.main(["--params", str(params), "--data", str(out / "tok"), "--out", str(out / "best"),
-                "--state", str(out / "resume"), "--run-file", str(out / "run.json"),
-                "--metrics", str(out / "train.json"), "--curve", str(out / "curve.csv")])
+    train.main(["--params", str(params), "--data", str(out / "tok"), "--split", str(out / "sp"),
+                "--out", str(out / "best"), "--state", str(out / "resume"), "--run-file", str(out / "run.json"),
+                "--metrics", str(out / "train.json"), "--details", str(out / "train-details.json"),
+                "--curve", str(out / "curve.csv")])
     evaluate.main(["--params", str(params), "--model", str(out / "best"), "--tokens", str(out / "tok"),
                    "--split", str(out / "sp"), "--run-file", str(out / "run.json"), "--curve", str(out / "curve.csv"),
-                   "--metrics", str(out / "test.json"), "--plots", str(out / "plots")])
-    return {"train": json.loads((out / "train.json").read_text()), "test": json.loads((out / "test.json").read_text()),
+                   "--metrics", str(out / "test.json"), "--details", str(out / "test-details.json"),
+                   "--plots", str(out / "plots"), "--errors", str(out / "errors.csv")])
+    # The details files: the headline ones (what dvc metrics show prints) hold a few numbers only.
+    return {"train": json.loads((out / "train-details.json").read_text()),
+            "test": json.loads((out / "test-details.json").read_text()),
             "run_id": json.loads((out / "run.json").read_text())["run_id"]}
 
 

@@ -262,7 +262,7 @@ def test_significant_but_within_the_margin_is_not_promoted():
 
 @pytest.mark.slow
 def test_the_gate_scores_a_model_as_evaluate_did(tmp_path_factory, tiny_bert, tmp_path, monkeypatch):
-    """The numbers the gate reports for the project's model are metrics/test.json's, exactly."""
+    """The numbers the gate reports for the project's model are evaluate's (metrics/details/test.json), exactly."""
     import torch
 
     from bertpipe.artifacts import read_json
@@ -279,7 +279,7 @@ def test_the_gate_scores_a_model_as_evaluate_did(tmp_path_factory, tiny_bert, tm
                                         train.mlflow_experiment)
     rows = promote.load_rows_to_score(project / "data/split")
     gate = promote.score_model(train.registered_model, version, CHALLENGER, rows, e, tmp_path)
-    evaluate = read_json(project / "metrics/test.json")
+    evaluate = read_json(project / "metrics/details/test.json")
     assert {k: gate.metrics[k] for k in promote.SHOWN_METRICS} == {k: evaluate[k] for k in promote.SHOWN_METRICS}
 
     if autocast_dtype(torch.device("cpu"), e.precision) is not None:  # this machine autocasts to bf16

@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import mlflow
+import pandas as pd
 import pytest
 
 from bertpipe.tracking import git_state, library_versions
@@ -55,7 +56,7 @@ def test_train_logs_to_a_remote_tracking_server(tmp_path, tokenized, mlflow_serv
     assert set(inputs) == {"train", "val"} and len(inputs["train"].dataset.digest) == 16
     assert (tmp_path / "server-artifacts").exists()  # the model went through the server's artifact proxy
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    assert list(model.predict({"text": ["fine film"]}).columns)[0] == "label"
+    assert list(model.predict(pd.DataFrame({"text": ["fine film"]})).columns)[0] == "label"
 
 
 def test_unreachable_tracking_server_fails_fast_with_a_clear_message(tmp_path, tokenized, monkeypatch):
