@@ -22,7 +22,7 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from bertpipe.inference import PIPELINE_META
 
@@ -165,6 +165,14 @@ def resolve_checkpoint(model: str, download_dir: str | Path | None = None) -> Pa
         raise FileNotFoundError(f"{model}: no such folder; give a checkpoint folder such as models/best or an "
                                 "MLflow URI such as models:/<name>@champion")
     log.info("downloading %s from %s", model, mlflow.get_tracking_uri())
-    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model,
-                                                      dst_path=str(download_dir) if download_dir else None))
+    try:
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model,
+                                                          dst_path=str(download_dir) if download_dir else None))
+    except MlflowException as err:  # no such model, version, alias or run: the user's to fix
+        if err.error_code not in (ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)):
+            raise
+        raise ValueError(f"{model}: not in the MLflow store {mlflow.get_tracking_uri()} ({err.message}). An "
+                         f"@{CHAMPION} alias exists once the promotion gate promoted a model (python -m "
+                         "bertpipe.promote) or a person set it; or give a version (models:/<name>/<version>) "
+                         "or a checkpoint folder such as models/best") from None
     return checkpoint_in_mlflow_model(folder)

@@ -139,6 +139,11 @@ def test_readme_commands_run_as_written(project, tmp_path):
         done = bash(project, gate, check=False)
         assert done.returncode in (0, 3), f"{gate}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         assert "champion" in done.stdout
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    if done.returncode == 3:  # the tiny model lost to a baseline: a person sets the champion, as the README says
+        run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+        (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+        client.set_registered_model_alias(version.name, "champion", version.version)
 
     # Prediction, on the user's files the README names.
     serving = bash_commands("Serving and prediction")

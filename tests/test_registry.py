@@ -93,3 +93,12 @@ def test_resolve_checkpoint_names_what_it_expected(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="neither a checkpoint folder"):
         resolve_checkpoint(str(tmp_path / "empty"))
+
+
+def test_a_missing_alias_or_version_names_the_fix(models, request, tmp_path):
+    name = model_name(request)
+    log_and_register(models[1], name)  # version 1, no alias
+    for uri in (f"models:/{name}@champion", f"models:/{name}/7"):
+        with pytest.raises(ValueError, match=rf"models:/{name}.*: not in the MLflow store .*@champion alias exists "
+                                             r"once the promotion gate promoted a model"):
+            resolve_checkpoint(uri, tmp_path)
