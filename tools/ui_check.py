@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT))  # the tests' tiny-project helpers
 
 from mlflow import MlflowClient  # noqa: E402
 
-from tests.conftest import make_tiny_bert  # noqa: E402
+from tests.conftest import free_port, make_tiny_bert  # noqa: E402
 from tests.mlops_helpers import new_project, sh  # noqa: E402
 
 log = logging.getLogger("ui_check")
@@ -74,12 +73,6 @@ def build_store(work: Path) -> Path:
     if done.returncode not in (0, 3):
         raise RuntimeError(f"the promotion gate failed:\n{done.stderr[-3000:]}")
     return project
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
