@@ -250,7 +250,8 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
     state.history[-1]["val_metric"] = value  # log_train_point wrote this step's point just before
     if run:
         mlflow.log_metrics({**{f"val_{k}": v for k, v in metrics.items()}, **rates}, step=state.step)
-    if is_better(value, state.best_value):
+    best_loss = state.best_metrics.get("log_loss", float("nan"))
+    if is_better(value, state.best_value, metrics["log_loss"], best_loss):
         state.best_value, state.best_step, state.best_metrics = value, state.step, metrics
         state.bad_evals = 0
         if dist.is_main():
