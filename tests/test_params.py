@@ -98,3 +98,41 @@ def test_missing_key_names_section_key_and_fix(tmp_path, cls, section, key):
     with pytest.raises(ParamsError, match=rf"{section}\.{key} in .*p\.yaml: missing; add `{key}: <value>` "
                                           rf"to the {section} section"):
         load_section(cls, section, path)
+
+
+def readme_exp_runs() -> list[list[str]]:
+    """Every `dvc exp run` command of the README's ```bash blocks, as words (continuations joined)."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    runs = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:3] == ["dvc", "exp", "run"]:
+                runs.append(words)
+    return runs
+
+
+def test_every_readme_experiment_sets_valid_params(tmp_path):
+    """The README's experiments and presets (the full-data ones take an hour, so they are not run
+    here) set keys that exist, with values every stage accepts, as `dvc exp run -S` writes them."""
+    from dvc.utils.hydra import apply_overrides
+
+    runs = readme_exp_runs()
+    assert len(runs) >= 3, runs  # the experiment, the sweep and the presets
+    for words in runs:
+        overrides = [words[i + 1].split(",")[0] if "=" in words[i + 1] and "," in words[i + 1].split("=", 1)[1]
+                     else words[i + 1] for i, w in enumerate(words) if w == "-S"]  # a sweep: its first value
+        path = tmp_path / "params.yaml"
+        shutil.copy2(ROOT / "params.yaml", path)
+        apply_overrides(path, overrides)
+        before, after = load_yaml((ROOT / "params.yaml").read_text()), load_yaml(path.read_text())
+        for override in overrides:
+            section, key = override.split("=", 1)[0].split(".", 1)
+            assert key in before[section], f"{' '.join(words)}: {section}.{key} is not a key of params.yaml"
+            assert after[section][key] == load_yaml(override.split("=", 1)[1]), override
+        for cls, name in ((IngestParams, "ingest"), (SplitParams, "split"), (TokenizeParams, "tokenize"),
+                          (TrainParams, "train"), (EvaluateParams, "evaluate")):
+            load_section(cls, name, path)
