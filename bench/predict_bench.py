@@ -17,8 +17,18 @@ when there is none, a small checkpoint is fine-tuned first with the project's ow
 on the next run.
 Last line: RESULT predict_speedup_vs_pipeline=<median ratio> agreement=<share>.
 
+With --onnx (and with --options) the same checkpoint also runs on ONNX Runtime, exported from
+the local folder (nothing is downloaded) into a temporary folder: onnx_fp32 (torch.onnx's dynamo
+exporter), onnx_fused (attention, GELU and layer norms fused by onnxruntime's BERT optimizer,
+what optimum's ORTOptimizer does; optimum-onnx itself needs transformers < 4.58), onnx_int8
+(onnx_fused with dynamic int8 weights) and onnx_fused_intra_op (onnxruntime's own threads
+instead of worker threads); see export_onnx. Each gets the same tokens and length-sorted
+batches as our path, and is a way in the same rounds: the log gives its time vs ours per round
+(median, min-max), accuracy and agreement with the fp32 torch predictions.
+
 Run: python bench/predict_bench.py [--rows 1000] [--rounds 10] [--scratch DIR]
-     python bench/predict_bench.py --options   # also time the choices one by one (see OPTIONS)
+     python bench/predict_bench.py --options   # also time the choices one by one (see build_ways)
+     python bench/predict_bench.py --onnx      # also the ONNX Runtime ways (needs the bench extra)
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,6 +54,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
+from bertpipe.artifacts import TokenizedSplit  # noqa: E402
+from bertpipe.batching import collate, sorted_batches  # noqa: E402
 from bertpipe.inference import PREDICT_BATCH_SIZE, Classifier  # noqa: E402
 from bertpipe.logs import setup_logging  # noqa: E402
 from bertpipe.modeling import cpu_has_bf16  # noqa: E402
@@ -121,8 +135,11 @@ def ours_way(classifier: Classifier, batch_size: int = PREDICT_BATCH_SIZE, threa
     return run
 
 
-def build_ways(folder: Path, options: bool) -> dict:
-    """name -> function(texts) -> predicted class ids. 'ours' is the path predict and serving use."""
+def build_ways(folder: Path, options: bool, onnx_dir: Path | None) -> dict:
+    """name -> function(texts) -> predicted class ids. 'ours' is the path predict and serving use.
+
+    onnx_dir: where to export the ONNX models (None = no ONNX ways).
+    """
     fast = Classifier.load(folder)
     log.info("our path: %s, attention %s, batch size %d", fast.dtype or torch.float32,
              fast.model.config._attn_implementation, PREDICT_BATCH_SIZE)
@@ -141,7 +158,103 @@ def build_ways(folder: Path, options: bool) -> dict:
         bf16_weights = Classifier.load(folder, precision="fp32")
         bf16_weights.model = bf16_weights.model.to(torch.bfloat16)  # LayerNorm and softmax in bf16 too
         ways["ours_bf16_weights"] = ours_way(bf16_weights)
+    if onnx_dir is not None:
+        paths = export_onnx(folder, onnx_dir)
+        ways.update({name: onnx_way(fast, path) for name, path in paths.items()})
+        ways["onnx_fused_intra_op"] = onnx_way(fast, paths["onnx_fused"], workers=False)
     return ways
+
+
+def export_onnx(folder: Path, out: Path) -> dict[str, Path]:
+    """The fp32 checkpoint as ONNX models, from the local folder only (nothing is downloaded).
+
+    onnx_fp32: torch.onnx.export's default (dynamo) exporter, SDPA attention, run as exported;
+    onnx_fused: the legacy TorchScript exporter with eager attention, then onnxruntime's BERT
+    graph optimizer fusing attention, GELU and layer norms, which is what optimum's ORTOptimizer
+    does (optimum-onnx itself requires transformers < 4.58, and this project is on 5);
+    onnx_int8: onnx_fused with the weights of its MatMul and Attention nodes dynamically quantized
+    to int8 (onnxruntime.quantization.quantize_dynamic, activations quantized per batch).
+    """
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.transformers.optimizer import optimize_model
+    except ImportError as e:
+        raise SystemExit(f"--onnx: {e.name} is not installed; pip install -e \".[bench]\" adds onnx, "
+                         "onnxscript and onnxruntime") from e
+    names, dims = ["input_ids", "attention_mask"], {0: "batch", 1: "tokens"}
+    ids = torch.ones(2, 16, dtype=torch.long)  # an example to trace; batch and length stay dynamic
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    paths = {name: out / f"{name}.onnx" for name in ("onnx_fp32", "onnx_fused", "onnx_int8")}
+
+    sdpa = Classifier.load(folder, precision="fp32").model
+    batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
+    dynamic = dict.fromkeys(names, {0: batch, 1: tokens})
+    with root_level(logging.WARNING):  # onnxscript's graph passes log a line per node at INFO
+        torch.onnx.export(sdpa, (), str(paths["onnx_fp32"]), kwargs=example, input_names=names,
+                          output_names=["logits"], dynamo=True, dynamic_shapes=dynamic, verbose=False)
+
+    eager = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    traced = out / "traced.onnx"
+    with warnings.catch_warnings():  # the legacy exporter's deprecation and tracer warnings: known, noise here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(eager, (ids, example["attention_mask"]), str(traced), input_names=names,
+                          output_names=["logits"], dynamic_axes=dict.fromkeys(names, dims), dynamo=False,
+                          opset_version=17)
+    config = eager.config
+    fused = optimize_model(str(traced), model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size, opt_level=0)
+    fused.save_model_to_file(str(paths["onnx_fused"]))
+    # The fused contrib ops have no ONNX shape inference: their outputs are float32. The quantizer
+    # logs a line per tensor at INFO on the root logger.
+    with root_level(logging.WARNING):
+        quantize_dynamic(paths["onnx_fused"], paths["onnx_int8"], weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Attention"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return paths
+
+
+@contextlib.contextmanager
+def root_level(level: int):
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
+def onnx_way(classifier: Classifier, path: Path, workers: bool = True):
+    """Our path's steps on onnxruntime: the same tokens (the classifier's encoder), the same
+    length-sorted batches padded by the same collate. workers=True: one worker thread per torch
+    thread scores whole batches on one session with one intra-op thread, as our path does
+    (session.run is thread-safe); False: one caller, onnxruntime's own intra-op threads (its default)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if workers:
+        opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    meta, encoder = classifier.meta, classifier.encoder
+
+    def run(texts: list[str]) -> np.ndarray:
+        split = TokenizedSplit.from_rows(encoder.encode(texts, meta.norm()).rows(), np.zeros(len(texts), np.int64))
+        batches = sorted_batches(split.lengths, PREDICT_BATCH_SIZE)
+        preds = np.zeros(len(texts), dtype=np.int64)
+
+        def score(share: list[np.ndarray]) -> None:
+            for rows in share:
+                batch = collate(split, rows, meta.pad_token_id)
+                logits = session.run(["logits"], {"input_ids": batch["input_ids"].numpy(),
+                                                  "attention_mask": batch["attention_mask"].numpy()})[0]
+                preds[rows] = logits.argmax(axis=1)
+
+        n = min(torch.get_num_threads(), len(batches)) if workers else 1
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(score, [batches[i::n] for i in range(n)]))  # list(): raise what they raised
+        return preds
+    return run
 
 
 def unsorted_way(classifier: Classifier):
@@ -180,7 +293,9 @@ def main() -> None:
                         help="folder for the small fine-tuned checkpoint (env PREDICT_BENCH_SCRATCH)")
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=10, help="slices of the rows; each way scores each slice")
-    parser.add_argument("--options", action="store_true", help="also time each choice of our path undone")
+    parser.add_argument("--options", action="store_true",
+                        help="also time each choice of our path undone, and the ONNX ways")
+    parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime ways (see export_onnx)")
     parser.add_argument("--prepare-only", action="store_true", help="only find or fine-tune the checkpoint")
     args = parser.parse_args()
     folder, test_file = find_checkpoint(args)
@@ -191,7 +306,9 @@ def main() -> None:
     log.info("%d test reviews from %s, checkpoint %s, %d threads, cpu bf16 in hardware: %s", len(texts),
              test_file, folder, torch.get_num_threads(), cpu_has_bf16())
     reference = Classifier.load(folder, precision="fp32").predict_proba(texts).argmax(axis=1)
-    seconds, preds = measure(build_ways(folder, args.options), texts, args.rounds)
+    with tempfile.TemporaryDirectory(prefix="predict-bench-onnx-") as onnx_dir:  # sessions hold the models
+        ways = build_ways(folder, args.options, Path(onnx_dir) if args.onnx or args.options else None)
+    seconds, preds = measure(ways, texts, args.rounds)
 
     pipes = [n for n in seconds if n.startswith("pipeline")]
     ratios = [min(seconds[p][r] for p in pipes) / seconds["ours"][r] for r in range(args.rounds)]
