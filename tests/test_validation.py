@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from bertpipe.text import Normalization, normalize
 from bertpipe.validation import label_text, validate
@@ -76,3 +77,35 @@ def test_unknown_labels_are_listed_for_the_error_message():
     raw = pd.DataFrame({"source_row": range(4), "text": list("abcd"), "label": ["pos", "neg", "neg", "positive"]})
     result = validate(raw, Normalization(), label_names=("negative", "positive"))
     assert result.unknown_labels() == {"neg": 2, "pos": 1}
+
+
+MIXED = pd.DataFrame({
+    "source_row": range(10),
+    "text": ["same", "x", "other", " same\u200b", "x", "", "same", "late", "other", "kept"],
+    "label": ["pos", "pos", "neg", "pos", "neg", "pos", "pos", "10", "neg", None],
+    "source_split": ["train", "train", "train", "train", "train", "train", "test", "train", "train", "train"],
+})
+
+
+def test_duplicates_and_conflicts_are_found_across_chunks():
+    """Row 0 and its copies in later chunks, the test copy (row 6) kept; 'x' conflicts across a
+    chunk boundary; a class seen only in the last chunk still takes its place in the names."""
+    result = validate(MIXED, Normalization(), chunk_rows=2)
+    assert result.label_names == ("10", "neg", "pos")
+    assert result.kept["id"].tolist() == [2, 6, 7]
+    assert result.kept.set_index("id").loc[6, "source_split"] == "test"
+    assert dict(zip(result.quarantined["source_row"], result.quarantined["reason"], strict=True)) == {
+        1: "duplicate text with conflicting labels", 4: "duplicate text with conflicting labels",
+        5: "empty text", 9: "missing label"}
+    counts = result.counts(len(MIXED))
+    assert counts["duplicates_removed"] == 3 and counts["kept_by_source_split"] == {"test": 1, "train": 2}
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 7])
+def test_any_chunk_size_gives_what_one_chunk_gives(chunk_rows):
+    whole = validate(MIXED, Normalization(), label_names=("neg", "pos"))
+    chunked = validate(MIXED, Normalization(), label_names=("neg", "pos"), chunk_rows=chunk_rows)
+    pd.testing.assert_frame_equal(chunked.kept, whole.kept)
+    pd.testing.assert_frame_equal(chunked.quarantined, whole.quarantined)
+    assert chunked.counts(len(MIXED)) == whole.counts(len(MIXED))
+    assert chunked.unknown_labels() == whole.unknown_labels() == {"10": 1}
