@@ -46,7 +46,8 @@ def _seconds(text: str) -> float:
 
 @pytest.mark.parametrize("unit", ["\r", "\u2003", " \r", "\t\u2003", "\x0b\n", "<br", "&#", "\u200b \x00é"])
 def test_normalize_is_linear_on_hostile_text(unit):
-    """A regression guard, not a speed claim: 4x the text must not cost 16x (quadratic) the time."""
-    small, large = unit * (250_000 // len(unit)), unit * (1_000_000 // len(unit))
+    """A regression guard, not a speed claim: 16x the text costs about 16x the time when linear
+    and 256x when quadratic; the bound sits far from both, so a busy machine does not trip it."""
+    small, large = unit * (62_500 // len(unit)), unit * (1_000_000 // len(unit))
     assert _seconds(large) < 2.0
-    assert _seconds(large) < 8 * max(_seconds(small), 0.005)
+    assert _seconds(large) < 48 * max(_seconds(small), 0.002)
