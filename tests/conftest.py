@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -163,6 +164,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_health(url: str, server: subprocess.Popen, what: str, output: Callable[[], str],
+                    timeout_s: float = 120) -> None:
+    """Poll an MLflow server's /health until it answers; fail with the end of its output when
+    it exits or does not answer in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).read()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start:\n{output()}") from None
+            time.sleep(0.5)
 
 
 # --- projects that run DVC -------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 
 import mlflow
 import pandas as pd
@@ -14,7 +13,7 @@ import pytest
 
 from bertpipe.tracking import git_state, library_versions
 from stages import train
-from tests.conftest import free_port, train_args
+from tests.conftest import free_port, train_args, wait_for_health
 
 
 @pytest.fixture
@@ -26,16 +25,8 @@ def mlflow_server(tmp_path, monkeypatch):
          "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: {proc.stderr.read()[-2000:]}") from None
-                time.sleep(0.5)
+        wait_for_health(uri, proc, "mlflow server", lambda: proc.stderr.read()[-2000:])
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.delenv("DVC_EXP_NAME", raising=False)
         yield uri

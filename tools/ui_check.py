@@ -27,8 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # the tests' tiny-project helpers
 
 from mlflow import MlflowClient  # noqa: E402
 
-from tests.conftest import free_port, make_tiny_bert  # noqa: E402
+from tests.conftest import free_port, make_tiny_bert, wait_for_health  # noqa: E402
 from tests.mlops_helpers import new_project, sh  # noqa: E402
 
 log = logging.getLogger("ui_check")
@@ -85,15 +83,7 @@ def mlflow_ui(project: Path, log_file: Path) -> Iterator[str]:
                                   cwd=project, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow ui did not start:\n{log_file.read_text()[-3000:]}") from None
-                time.sleep(0.5)
+        wait_for_health(url, server, "mlflow ui", lambda: log_file.read_text()[-3000:])
         yield url
     finally:
         server.terminate()
