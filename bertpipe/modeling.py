@@ -100,3 +100,33 @@ def autocast_dtype(device: torch.device, precision: Precision) -> torch.dtype | 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+CPU_ATTENTION = "bertpipe_bf16_eager"
+
+
+def bf16_eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers' eager attention, kept in the autocast dtype: q, k, v (B, H, T, d).
+
+    The eager mask is fp32 (the embeddings' dtype); added to bf16 scores it promotes them, so
+    softmax, dropout and their backward run on fp32 (B, H, T, T) tensors and cast back for the
+    next matmul. The mask here takes the scores' dtype: the same softmax inputs (its values are
+    0 and the dtype's minimum), half the memory traffic (bench/train_bench.py).
+    """
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, T)
+    if attention_mask is not None:
+        scores = scores + attention_mask.to(scores.dtype)
+    probs = torch.nn.functional.softmax(scores, dim=-1)
+    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+def register_cpu_attention() -> str:
+    """Register bf16_eager_attention with transformers (idempotent); returns its name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    AttentionInterface.register(CPU_ATTENTION, bf16_eager_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(CPU_ATTENTION, eager_mask)
+    return CPU_ATTENTION

@@ -42,7 +42,14 @@ from bertpipe.inference import Classifier, predict_probs, save_checkpoint
 from bertpipe.lineage import log_lineage
 from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
-from bertpipe.modeling import autocast, autocast_dtype, load_for_fine_tuning, pretrained_kwargs, resolve_model
+from bertpipe.modeling import (
+    autocast,
+    autocast_dtype,
+    load_for_fine_tuning,
+    pretrained_kwargs,
+    register_cpu_attention,
+    resolve_model,
+)
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.resume import ResumeState, load_state, mark_finished, resume_key, save_state
 from bertpipe.tracking import log_classifier, log_dataset, run_tags, start_run
@@ -69,8 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_model(name: str, revision: str, labels: list[str], device: torch.device):
-    # Eager attention measured 5-15% faster than SDPA for this loop on a 2-core CPU (bf16).
-    attention = "sdpa" if device.type == "cuda" else "eager"
+    # On a CPU, eager attention kept in bf16 (bertpipe.modeling.bf16_eager_attention): SDPA and
+    # transformers' eager both run softmax and dropout in fp32 there (bench/train_bench.py).
+    attention = "sdpa" if device.type == "cuda" else register_cpu_attention()
     return load_for_fine_tuning(name, len(labels), attn_implementation=attention,
                                 id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
                                 **pretrained_kwargs(name, revision)).to(device)
@@ -81,7 +89,8 @@ def build_optimizer(model, p: TrainParams, device: torch.device, total_steps: in
     decay = [w for w in model.parameters() if w.ndim >= 2]
     no_decay = [w for w in model.parameters() if w.ndim < 2]
     groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=p.learning_rate, fused=device.type == "cuda")
+    # Fused kernels (CPU and CUDA), as the Trainer's default adamw_torch_fused.
+    optimizer = torch.optim.AdamW(groups, lr=p.learning_rate, fused=True)
     warmup = int(p.warmup_fraction * total_steps)
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
@@ -135,6 +144,27 @@ class Meter:
         return rates
 
 
+def optimisation_step(model, group: list[np.ndarray], train, meta: TokenizedMeta, loss_fn, optimizer, scheduler,
+                      p: TrainParams, device: torch.device, dtype, meter: Meter) -> float:
+    """One optimiser step over a group of grad_accum_steps batches; returns their summed loss.
+    bench/train_bench.py times this same function against the Trainer and the tutorial loop."""
+    step_loss = 0.0
+    for rows in group:
+        batch = {k: v.to(device) for k, v in collate(train, rows, meta.pad_token_id).items()}  # (B, T)
+        with autocast(device, dtype):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = loss_fn(logits, batch["labels"]) / p.grad_accum_steps
+        loss.backward()
+        step_loss += loss.item()
+        meter.add(loss.item(), batch["attention_mask"])
+    params = [w for group in optimizer.param_groups for w in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, p.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     p = load_section(TrainParams, "train", args.params)
@@ -176,19 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         batches = epoch_batches(train, p, state.epoch)
         usable = len(batches) - len(batches) % p.grad_accum_steps
         for start in range(state.batch_pos, usable, p.grad_accum_steps):
-            step_loss = 0.0
-            for rows in batches[start : start + p.grad_accum_steps]:
-                batch = {k: v.to(device) for k, v in collate(train, rows, meta.pad_token_id).items()}
-                with autocast(device, dtype):
-                    logits = ddp_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                    loss = loss_fn(logits, batch["labels"]) / p.grad_accum_steps
-                loss.backward()
-                step_loss += loss.item()
-                meter.add(loss.item(), batch["attention_mask"])
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_loss = optimisation_step(ddp_model, batches[start : start + p.grad_accum_steps], train, meta,
+                                          loss_fn, optimizer, scheduler, p, device, dtype, meter)
             state.step, state.batch_pos = state.step + 1, start + p.grad_accum_steps
             meter.steps += 1
             state.log_loss, state.log_steps = state.log_loss + step_loss, state.log_steps + 1
