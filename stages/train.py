@@ -157,8 +157,7 @@ def optimisation_step(model, group: list[np.ndarray], train, meta: TokenizedMeta
         loss.backward()
         step_loss += loss.item()
         meter.add(loss.item(), batch["attention_mask"])
-    params = [w for group in optimizer.param_groups for w in group["params"]]
-    torch.nn.utils.clip_grad_norm_(params, p.max_grad_norm)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
