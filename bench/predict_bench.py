@@ -42,7 +42,6 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,7 +55,7 @@ from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from bertpipe.artifacts import TokenizedSplit  # noqa: E402
 from bertpipe.batching import collate, sorted_batches  # noqa: E402
-from bertpipe.inference import PREDICT_BATCH_SIZE, Classifier  # noqa: E402
+from bertpipe.inference import PREDICT_BATCH_SIZE, Classifier, run_batches, worker_batch_size  # noqa: E402
 from bertpipe.logs import setup_logging  # noqa: E402
 from bertpipe.modeling import cpu_has_bf16  # noqa: E402
 from bertpipe.params import load_yaml  # noqa: E402
@@ -228,8 +227,9 @@ def root_level(level: int):
 def onnx_way(classifier: Classifier, path: Path, workers: bool = True):
     """Our path's steps on onnxruntime: the same tokens (the classifier's encoder), the same
     length-sorted batches padded by the same collate. workers=True: one worker thread per torch
-    thread scores whole batches on one session with one intra-op thread, as our path does
-    (session.run is thread-safe); False: one caller, onnxruntime's own intra-op threads (its default)."""
+    thread scores whole batches off the same shared queue (bertpipe.inference.run_batches) on one
+    session with one intra-op thread, as our path does (session.run is thread-safe); False: one
+    caller, onnxruntime's own intra-op threads (its default)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -240,19 +240,17 @@ def onnx_way(classifier: Classifier, path: Path, workers: bool = True):
 
     def run(texts: list[str]) -> np.ndarray:
         split = TokenizedSplit.from_rows(encoder.encode(texts, meta.norm()).rows(), np.zeros(len(texts), np.int64))
-        batches = sorted_batches(split.lengths, PREDICT_BATCH_SIZE)
+        n = torch.get_num_threads() if workers else 1
+        batches = sorted_batches(split.lengths, worker_batch_size(len(texts), PREDICT_BATCH_SIZE, n))
         preds = np.zeros(len(texts), dtype=np.int64)
 
-        def score(share: list[np.ndarray]) -> None:
-            for rows in share:
-                batch = collate(split, rows, meta.pad_token_id)
-                logits = session.run(["logits"], {"input_ids": batch["input_ids"].numpy(),
-                                                  "attention_mask": batch["attention_mask"].numpy()})[0]
-                preds[rows] = logits.argmax(axis=1)
+        def score(rows: np.ndarray) -> None:
+            batch = collate(split, rows, meta.pad_token_id)
+            logits = session.run(["logits"], {"input_ids": batch["input_ids"].numpy(),
+                                              "attention_mask": batch["attention_mask"].numpy()})[0]
+            preds[rows] = logits.argmax(axis=1)
 
-        n = min(torch.get_num_threads(), len(batches)) if workers else 1
-        with ThreadPoolExecutor(n) as pool:
-            list(pool.map(score, [batches[i::n] for i in range(n)]))  # list(): raise what they raised
+        run_batches(batches, score, n)
         return preds
     return run
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,39 +24,81 @@ from bertpipe.tokens import Encoder
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
 PIPELINE_META = CheckpointMeta.FILE
 PREDICT_BATCH_SIZE = 32  # texts per forward pass on raw texts (bench/predict_bench.py)
+BATCHES_PER_WORKER = 4  # the fewest batches each CPU worker gets, so that they finish together
 
 
 def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.device,
                   dtype: torch.dtype | None, pad_id: int, workers: int = 1) -> np.ndarray:
     """Class probabilities (N, C) in the split's row order.
 
-    workers > 1 (CPU): that many threads each score every workers-th batch with one intra-op
-    thread. Ops split over threads wait for each other at every step, and on a busy machine one
-    descheduled thread stalls them all; whole batches per thread do not wait (measured in
-    bench/predict_bench.py --options: median 3x faster than two intra-op threads on a busy 2-core CPU).
+    workers > 1 (CPU): that many threads score whole batches, each with one intra-op thread,
+    taking the next batch from a shared queue (longest first) when done with the last. Ops split
+    over threads wait for each other at every step, and on a busy machine one descheduled thread
+    stalls them all; whole batches per thread do not wait (bench/predict_bench.py --options).
+    The queue and worker_batch_size keep the threads equally busy on small calls too.
     """
     model.eval()
     probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
-    batches = sorted_batches(split.lengths, batch_size)  # longest first: little padding
+    batches = sorted_batches(split.lengths, worker_batch_size(len(split), batch_size, workers))
 
-    @torch.no_grad()  # grad mode and autocast are per thread: set them in the thread that scores
-    def score(share: list[np.ndarray]) -> None:
-        # One autocast region per share: autocast caches the bf16 copies of the weights within
-        # a region, so they are cast once rather than once per batch.
-        with autocast(device, dtype):
-            for rows in share:
-                batch = collate(split, rows, pad_id)
-                logits = model(input_ids=batch["input_ids"].to(device),
-                               attention_mask=batch["attention_mask"].to(device)).logits
-                probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+    def score(rows: np.ndarray) -> None:
+        batch = collate(split, rows, pad_id)
+        logits = model(input_ids=batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits
+        probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+
+    # One autocast region per worker: autocast caches the bf16 copies of the weights within a
+    # region, so they are cast once rather than once per batch.
+    run_batches(batches, score, workers, lambda: _inference_mode(device, dtype))
+    return probs
+
+
+@contextmanager
+def _inference_mode(device: torch.device, dtype: torch.dtype | None):
+    with torch.no_grad(), autocast(device, dtype):
+        yield
+
+
+def run_batches(batches: list[np.ndarray], score: Callable[[np.ndarray], None], workers: int,
+                region: Callable[[], AbstractContextManager] = nullcontext) -> None:
+    """score(rows) for every batch, in list order, from `workers` threads with one intra-op thread each.
+
+    Each thread takes the next batch off a shared queue when done with its last, so none sits idle
+    while another has two batches left (batches longest first: the long ones start first).
+    region() is entered once per thread around all of its batches (grad mode and autocast are
+    per thread). A worker's error reaches the caller.
+    """
+    pending: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    for rows in batches:
+        pending.put(rows)
+
+    def work() -> None:
+        with region():
+            while True:
+                try:
+                    rows = pending.get_nowait()
+                except queue.Empty:
+                    return
+                score(rows)
 
     workers = min(workers, len(batches))
     if workers <= 1:
-        score(batches)
-        return probs
+        work()
+        return
     with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
-        list(pool.map(score, [batches[i::workers] for i in range(workers)]))  # list(): raise what they raised
-    return probs
+        for done in [pool.submit(work) for _ in range(workers)]:
+            done.result()  # raise what a worker raised
+
+
+def worker_batch_size(rows: int, batch_size: int, workers: int) -> int:
+    """batch_size, or smaller when a call is too small to give every worker BATCHES_PER_WORKER.
+
+    With 100 texts, two workers and batches of 32, one worker would score 64 texts while the
+    other scored 36 and then waited; batches of 13 share the work out evenly.
+    """
+    if workers <= 1:
+        return batch_size
+    return max(1, min(batch_size, -(-rows // (workers * BATCHES_PER_WORKER))))
 
 
 @contextmanager
@@ -81,7 +125,8 @@ class Classifier:
 
     The fast path (bench/predict_bench.py measures it against transformers.pipeline): texts
     tokenized in one batch call, batches of similar length (longest first) padded to their own
-    longest, on the CPU one worker thread per core scoring whole batches, SDPA attention, and
+    longest, on the CPU one worker thread per core scoring whole batches off a shared queue
+    (run_batches), SDPA attention, and
     bf16 autocast where the hardware computes bf16 (CUDA, CPUs with AMX or AVX512-BF16);
     precision="fp32" turns the autocast off.
     """

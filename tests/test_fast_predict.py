@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from bertpipe import modeling
 from bertpipe.contracts import CheckpointMeta
-from bertpipe.inference import Classifier
+from bertpipe.inference import Classifier, worker_batch_size
 from tests.conftest import tiny_reviews
 
 
@@ -50,6 +50,23 @@ def test_sorted_batches_come_back_in_input_order(random_checkpoint, workers):
     assert together.shape == (20, 3) and np.allclose(together.sum(axis=1), 1)
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
     assert len({round(float(p), 6) for p in together[:, 0]}) > 10  # the texts really differ
+
+
+def test_small_calls_are_shared_out_evenly_over_the_workers():
+    assert worker_batch_size(100, 32, 2) == 13  # 8 batches: 4 per worker, not 64 texts against 36
+    assert worker_batch_size(1000, 32, 2) == 32  # enough batches already: the size as asked
+    assert worker_batch_size(3, 32, 2) == 1
+    assert worker_batch_size(100, 32, 1) == 32  # one worker (evaluate, promote): the size as asked
+
+
+def test_a_worker_error_reaches_the_caller(random_checkpoint, monkeypatch):
+    classifier = replace(Classifier.load(random_checkpoint, precision="fp32"), workers=2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("forward failed")
+    monkeypatch.setattr(classifier.model, "forward", broken)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        classifier.predict_proba(tiny_reviews(20)["text"].tolist(), batch_size=4)
 
 
 def test_bf16_stays_close_to_fp32(random_checkpoint):
