@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import shutil
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -66,20 +67,25 @@ def run_batches(batches: list[np.ndarray], score: Callable[[np.ndarray], None], 
     Each thread takes the next batch off a shared queue when done with its last, so none sits idle
     while another has two batches left (batches longest first: the long ones start first).
     region() is entered once per thread around all of its batches (grad mode and autocast are
-    per thread). A worker's error reaches the caller.
+    per thread). A worker's error stops the others after their current batch and reaches the caller.
     """
     pending: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for rows in batches:
         pending.put(rows)
+    failed = threading.Event()  # one worker's error stops the others after their current batch
 
     def work() -> None:
         with region():
-            while True:
+            while not failed.is_set():
                 try:
                     rows = pending.get_nowait()
                 except queue.Empty:
                     return
-                score(rows)
+                try:
+                    score(rows)
+                except BaseException:
+                    failed.set()
+                    raise
 
     workers = min(workers, len(batches))
     if workers <= 1:

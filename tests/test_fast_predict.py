@@ -3,6 +3,7 @@ length-sorted batches that still come back in the input order."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -59,14 +60,20 @@ def test_small_calls_are_shared_out_evenly_over_the_workers():
     assert worker_batch_size(100, 32, 1) == 32  # one worker (evaluate, promote): the size as asked
 
 
-def test_a_worker_error_reaches_the_caller(random_checkpoint, monkeypatch):
+def test_a_worker_error_stops_the_others_and_reaches_the_caller(random_checkpoint, monkeypatch):
     classifier = replace(Classifier.load(random_checkpoint, precision="fp32"), workers=2)
+    calls, forward = [], classifier.model.forward
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("forward failed")
-    monkeypatch.setattr(classifier.model, "forward", broken)
+    def first_batch_fails(*args, **kwargs):  # the first batch fails at once, the others take 50 ms
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("forward failed")
+        time.sleep(0.05)
+        return forward(*args, **kwargs)
+    monkeypatch.setattr(classifier.model, "forward", first_batch_fails)
     with pytest.raises(RuntimeError, match="forward failed"):
-        classifier.predict_proba(tiny_reviews(20)["text"].tolist(), batch_size=4)
+        classifier.predict_proba(tiny_reviews(20)["text"].tolist(), batch_size=1)  # 20 batches
+    assert len(calls) <= 2  # the failing batch and at most the one the other worker had begun
 
 
 def test_bf16_stays_close_to_fp32(random_checkpoint):
