@@ -6,12 +6,13 @@ a 2-core CPU"). The GPU machine has torch and transformers but neither MLflow no
 travels to it is small, so the search is in two steps:
 
 1. `pack` (here): the split's texts as the model's token ids, untruncated (uint16), and the model's
-   weights in fp16 (half the bytes; its weights are well inside fp16's range), in one folder;
+   weights in fp16 (half the bytes; its weights are well inside fp16's range), in one folder, with
+   the train values of params.yaml that every recipe keeps (the GPU machine lacks ruamel.yaml);
 2. `run` (on the GPU): each recipe trains as stages/train.py does (AdamW without decay on
    biases and LayerNorm, 10% linear warmup then linear decay, gradient clipping at 1.0, bf16
-   autocast, length-grouped batches seeded seed + epoch, the head initialised after seeding,
-   validation every 4,000 reviews, the best checkpoint by validation accuracy, ties to the lower
-   log loss) and is tested at its best checkpoint. Ids are cut per recipe with the tokenize
+   autocast, length-grouped batches seeded seed + epoch and padded by its collate, the head
+   initialised after seeding, validation every 4,000 reviews, the best checkpoint by its
+   is_better) and is tested at its best checkpoint. Ids are cut per recipe with the tokenize
    stage's own head+tail truncation. Launch-bound at batch 8, so --procs processes share the GPU.
    One JSON line per recipe and seed goes to --results; the last lines are the mean per recipe.
 
@@ -38,15 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bertpipe.batching import length_grouped_batches  # noqa: E402
+from bertpipe.artifacts import TokenizedSplit  # noqa: E402
+from bertpipe.batching import collate, length_grouped_batches, sorted_batches  # noqa: E402
 from bertpipe.logs import setup_logging  # noqa: E402
+from bertpipe.metrics import is_better  # noqa: E402
 from bertpipe.tokens import SpecialLayout, truncate  # noqa: E402
 
 log = logging.getLogger("recipe_search")
 SPLITS = ("train", "val", "test")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 EVAL_EVERY_REVIEWS = 4000  # the README's full-data runs: eval_every_steps=500 at batch 8
-GROUP_BATCHES, WARMUP, WEIGHT_DECAY, MAX_GRAD_NORM = 50, 0.1, 0.01, 1.0  # params.yaml's defaults
+# params.yaml's train values the search keeps for every recipe (read by pack: the GPU machine lacks ruamel.yaml)
+KEPT_TRAIN_PARAMS = ("group_batches", "warmup_fraction", "weight_decay", "max_grad_norm")
 # (name, max_length, head_tokens, epochs, learning rate, batch size, seeds), most wanted first: with
 # --procs 8 the first eight runs go together, then the next eight.
 RECIPES = [
@@ -62,12 +66,14 @@ RECIPES = [
 ]
 
 
-def pack(split: Path, model: str, out: Path) -> None:
+def pack(split: Path, model: str, out: Path, params_file: str | None = None) -> None:
     import pandas as pd
     from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer
 
+    from bertpipe.config import TrainParams
     from bertpipe.modeling import resolve_model
+    from bertpipe.params import PARAMS_FILE, load_section
     from bertpipe.tokens import Encoder
 
     source = Path(resolve_model(model))
@@ -84,6 +90,8 @@ def pack(split: Path, model: str, out: Path) -> None:
         arrays[f"{name}_labels"] = table["label"].to_numpy(np.int64)
         log.info("%s: %d reviews, %.0f tokens on average", name, len(ids), np.mean([len(r) for r in ids]))
     (out / "model").mkdir(parents=True, exist_ok=True)
+    train = load_section(TrainParams, "train", params_file or PARAMS_FILE)
+    (out / "train.json").write_text(json.dumps({k: getattr(train, k) for k in KEPT_TRAIN_PARAMS}))
     np.savez_compressed(out / "tokens.npz", **arrays)
     weights = load_file(source / "model.safetensors")
     save_file({k: v.half() for k, v in weights.items()}, out / "model" / "model.safetensors")
@@ -101,18 +109,14 @@ class Split:
         budget = max_length - len(prefix) - len(suffix)
         self.rows = [prefix + truncate(ids[a:b], budget, "head_tail", head_tokens) + suffix
                      for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-        self.labels = packed[f"{name}_labels"]
-        self.lengths = np.array([len(r) for r in self.rows])
+        self.tokens = TokenizedSplit.from_rows([np.asarray(r) for r in self.rows], packed[f"{name}_labels"])
+        self.labels, self.lengths = self.tokens.labels, self.tokens.lengths
         self.pad = int(packed["pad"][0])
 
     def batch(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
-        width = -(-max(self.lengths[rows]) // 8) * 8
-        ids = np.full((len(rows), width), self.pad, np.int64)  # (B, T)
-        mask = np.zeros_like(ids)
-        for j, i in enumerate(rows):
-            ids[j, : self.lengths[i]], mask[j, : self.lengths[i]] = self.rows[i], 1
-        return (torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device),
-                torch.from_numpy(self.labels[rows]).to(device))
+        """The train stage's padding (bertpipe.batching.collate), on the device."""
+        batch = collate(self.tokens, rows, self.pad)
+        return tuple(batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
 
 
 @torch.no_grad()
@@ -120,10 +124,8 @@ def evaluate(model, data: Split, device: torch.device) -> tuple[float, float]:
     """Accuracy and log loss, batches of 128 longest first."""
     model.eval()
     probs = np.zeros((len(data.rows), 2))
-    order = np.argsort(-data.lengths)
     with torch.autocast(device.type, dtype=torch.bfloat16):
-        for start in range(0, len(order), 128):
-            rows = order[start : start + 128]
+        for rows in sorted_batches(data.lengths, 128):
             ids, mask, _ = data.batch(rows, device)
             probs[rows] = torch.softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1).cpu().numpy()
     model.train()
@@ -135,24 +137,26 @@ def train_one(packed, folder: Path, recipe: dict, device: torch.device) -> dict:
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
     started = time.time()
+    kept = json.loads((folder / "train.json").read_text())
     train, val, test = (Split(packed, name, recipe["max_length"], recipe["head_tokens"]) for name in SPLITS)
     torch.manual_seed(recipe["seed"])  # before the model: the seed sets the new head's weights
     model = AutoModelForSequenceClassification.from_pretrained(
         folder / "model", num_labels=2, dtype=torch.float32, attn_implementation="sdpa").to(device)
-    groups = [{"params": [w for w in model.parameters() if w.ndim >= 2], "weight_decay": WEIGHT_DECAY},
+    groups = [{"params": [w for w in model.parameters() if w.ndim >= 2], "weight_decay": kept["weight_decay"]},
               {"params": [w for w in model.parameters() if w.ndim < 2], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=recipe["lr"], fused=device.type == "cuda")
     total = -(-len(train.rows) // recipe["batch_size"]) * recipe["epochs"]
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP * total), total)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(kept["warmup_fraction"] * total), total)
     every = max(1, EVAL_EVERY_REVIEWS // recipe["batch_size"])
-    step, best, best_state, curve = 0, (-1.0, float("inf"), 0), None, []
+    step, best, best_state, curve = 0, (None, float("nan"), 0), None, []
     for epoch in range(recipe["epochs"]):
-        for rows in length_grouped_batches(train.lengths, recipe["batch_size"], GROUP_BATCHES, recipe["seed"] + epoch):
+        for rows in length_grouped_batches(train.lengths, recipe["batch_size"], kept["group_batches"],
+                                           recipe["seed"] + epoch):
             ids, mask, labels = train.batch(rows, device)
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 logits = model(input_ids=ids, attention_mask=mask).logits
             torch.nn.functional.cross_entropy(logits.float(), labels).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), kept["max_grad_norm"])
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -160,7 +164,7 @@ def train_one(packed, folder: Path, recipe: dict, device: torch.device) -> dict:
             if step % every == 0 or step == total:
                 accuracy, loss = evaluate(model, val, device)
                 curve.append((step, round(accuracy, 4)))
-                if accuracy > best[0] or (accuracy == best[0] and loss < best[1]):
+                if is_better(accuracy, best[0], loss, best[1]):  # the stage's rule: ties to the lower loss
                     best = (accuracy, loss, step)
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     final_test, _ = evaluate(model, test, device)
@@ -198,6 +202,8 @@ def main() -> None:
     pk.add_argument("--split", type=Path, required=True, help="a split output folder (a full-data split)")
     pk.add_argument("--model", default="embedded:minilm-l6")
     pk.add_argument("--out", type=Path, required=True)
+    pk.add_argument("--params", help="params file (default: the project's) whose train values every recipe keeps: "
+                    + ", ".join(KEPT_TRAIN_PARAMS))
     rn = sub.add_parser("run", help="train every recipe (on the GPU)")
     rn.add_argument("--pack", type=Path, required=True)
     rn.add_argument("--results", type=Path, required=True, help="JSON lines, appended")
@@ -207,7 +213,7 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
     if args.command == "pack":
-        pack(args.split, args.model, args.out)
+        pack(args.split, args.model, args.out, args.params)
     elif args.worker:
         worker(args.pack, json.loads(args.worker), args.results)
     else:
