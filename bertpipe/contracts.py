@@ -21,6 +21,8 @@ from typing import Any, ClassVar, TypeVar
 from bertpipe.artifacts import read_json, recover_dir, write_json
 from bertpipe.text import Normalization
 
+# split's record of how rows were assigned to splits ({"seed", "key"}), read by lineage.
+ASSIGNMENT_FILE = "assignment.json"
 SCHEMA_VERSION = 2  # 2: the hub revision of the base model (model_revision, base_model_revision)
 C = TypeVar("C", bound="Contract")
 

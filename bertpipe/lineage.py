@@ -1,22 +1,22 @@
 """What a model was trained on, recorded with it so the promotion gate can check like with like.
 
-Each row is known by an 8-byte hash of its text, normalised (Unicode NFKC, case folded,
-whitespace collapsed) so trivial re-encodings of one review still match. Train logs, with
+Each row is known by an 8-byte hash of its text's match key (bertpipe.text.match_key: Unicode
+NFKC, case folded, whitespace collapsed), the key ingest dedups on and split assigns by, so
+trivial re-encodings of one review still match. Train logs, with
 the model's MLflow run:
 - the artifact `lineage/rows.parquet`: (split, hash) for every train, validation and test row,
   so the gate can tell which rows it scores were trained or validated on;
 - the registered version's tags `lineage.*`: a digest of each split's row set (sha256 of the
   sorted hashes: the same rows in any order give the same digest), their sizes, the class
-  names, and the data version (ingest's DatasetMeta.origin, credentials masked).
+  names, the data version (ingest's DatasetMeta.origin, credentials masked), and the
+  `split.seed` the rows were assigned to splits by (`lineage.split_seed`; stages/split.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
-import unicodedata
 from pathlib import Path
 
 import mlflow
@@ -24,30 +24,25 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from bertpipe.artifacts import read_parquet, write_parquet
-from bertpipe.contracts import DatasetMeta
+from bertpipe.artifacts import read_json, read_parquet, write_parquet
+from bertpipe.contracts import ASSIGNMENT_FILE, DatasetMeta
 from bertpipe.redact import PlainError, mask_mapping
+from bertpipe.text import key_hashes
 
 SPLITS = ("train", "val", "test")
 ARTIFACT_DIR = "lineage"
 ROWS_FILE = "rows.parquet"
 TAG = "lineage."  # prefix of the registered version's tags
 MAX_TAG_CHARS = 4000  # MLflow keeps tag values up to 5000 characters
-_SPACE = re.compile(r"\s+")
 
 
 class LineageError(PlainError):
     """A model's lineage is missing or unreadable, so overlap cannot be checked."""
 
 
-def normalise(text: str) -> str:
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
-
-
 def row_hashes(texts: list[str]) -> np.ndarray:
-    """(N,) uint64: the first 8 bytes of blake2b of each normalised text."""
-    return np.array([int.from_bytes(hashlib.blake2b(normalise(t).encode("utf-8"), digest_size=8).digest(), "little")
-                     for t in texts], dtype=np.uint64)
+    """(N,) uint64: the unsalted key hash of each text (bertpipe.text.key_hashes)."""
+    return key_hashes(texts)
 
 
 def set_digest(hashes: np.ndarray) -> str:
@@ -63,7 +58,16 @@ def split_rows(split_dir: str | Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def version_tags(rows: pd.DataFrame, dataset: DatasetMeta) -> dict[str, str]:
+SPLIT_SEED_TAG = f"{TAG}split_seed"
+
+
+def split_seed(split_dir: str | Path) -> int | None:
+    """The split.seed a split folder's rows were assigned by (None: written before it was recorded)."""
+    path = Path(split_dir) / ASSIGNMENT_FILE
+    return int(read_json(path)["seed"]) if path.is_file() else None
+
+
+def version_tags(rows: pd.DataFrame, dataset: DatasetMeta, seed: int | None = None) -> dict[str, str]:
     tags = {}
     for name in SPLITS:
         hashes = rows.loc[rows["split"] == name, "hash"].to_numpy(np.uint64)
@@ -71,6 +75,8 @@ def version_tags(rows: pd.DataFrame, dataset: DatasetMeta) -> dict[str, str]:
         tags[f"{TAG}{name}_rows"] = str(len(hashes))
     tags[f"{TAG}labels"] = json.dumps(list(dataset.labels))
     tags[f"{TAG}data_version"] = json.dumps(mask_mapping(dataset.origin), sort_keys=True)[:MAX_TAG_CHARS]
+    if seed is not None:
+        tags[SPLIT_SEED_TAG] = str(seed)
     return tags
 
 
@@ -80,7 +86,7 @@ def log_lineage(split_dir: str | Path) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="lineage-") as tmp:
         write_parquet(rows, Path(tmp) / ROWS_FILE)
         mlflow.log_artifact(str(Path(tmp) / ROWS_FILE), artifact_path=ARTIFACT_DIR)
-    return version_tags(rows, DatasetMeta.read(split_dir))
+    return version_tags(rows, DatasetMeta.read(split_dir), split_seed(split_dir))
 
 
 def load_rows(run_id: str, what: str, dst: str | Path) -> pd.DataFrame:

@@ -4,7 +4,10 @@ the same test rows, and move `champion` to it only when it wins by a paired test
 The challenger is the model version registered from the MLflow run that train recorded in
 <run-file> (models/run.json), never whatever an alias points at now. The gate refuses a run
 that is missing, of another experiment, or registered no version of train.registered_model;
-a model that trained or validated on a scored row; classes that do not match by name. It
+a run trained from uncommitted changes or from another commit than the one checked out here
+(unless --allow-foreign-commit); a model that trained or validated on a scored row (after a
+change of split.seed, it says so); classes that do not match by name; a promote.metric that is
+not a number on these rows (roc_auc of a test split that lacks a class). It
 scores as evaluate does (same inference path, evaluate.batch_size and evaluate.precision),
 compares predictions by class name, and promotes when:
 - the challenger beats the majority class and TF-IDF + logistic regression (both fitted on
@@ -19,7 +22,9 @@ In:  <run-file>; <split>/{train,test}.parquet and meta.json; params `promote`, `
 Out: a markdown summary on stdout (the models and baselines side by side, the test, the
      decision and why, `dvc metrics diff`); unless --dry-run, the aliases and tags it decided.
 Exit: 0 promoted (with --dry-run: would be); 3 not promoted; 4 run refused; 5 overlapping
-      rows refused; 6 models not comparable (class names, lineage); anything else an error.
+      rows refused; 6 models not comparable (class names, lineage, a metric that is not a
+      number); 7 the run's commit refused (uncommitted changes, another commit); anything else
+      an error.
 
 Run: python -m bertpipe.promote --run-file models/run.json --split data/split [--dry-run]
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -47,7 +53,7 @@ from bertpipe.baseline import tfidf_logreg_probs
 from bertpipe.config import EvaluateParams, PromoteParams, TrainParams
 from bertpipe.contracts import DatasetMeta
 from bertpipe.inference import Classifier
-from bertpipe.lineage import TAG, LineageError, load_rows, row_hashes, set_digest
+from bertpipe.lineage import SPLIT_SEED_TAG, TAG, LineageError, load_rows, row_hashes, set_digest, split_seed
 from bertpipe.logs import run_cli
 from bertpipe.metrics import selection_value, summary_metrics
 from bertpipe.params import PARAMS_FILE, load_section
@@ -56,7 +62,7 @@ from bertpipe.registry import CHALLENGER, CHAMPION
 from bertpipe.tracking import configure
 
 log = logging.getLogger("promote")
-PROMOTED, KEPT, RUN_REFUSED, OVERLAP, INCOMPARABLE = 0, 3, 4, 5, 6  # exit codes
+PROMOTED, KEPT, RUN_REFUSED, OVERLAP, INCOMPARABLE, FOREIGN_COMMIT = 0, 3, 4, 5, 6, 7  # exit codes
 SHOWN_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss")
 
 
@@ -72,6 +78,14 @@ class OverlapRefused(PlainError):
     """A model trained or validated on rows the gate would score."""
 
 
+class CommitRefused(PlainError):
+    """The run was trained from uncommitted changes, or from another commit than this checkout's."""
+
+
+class MetricUndefined(Incomparable):
+    """promote.metric is not a number for a model or baseline on the rows to score."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default=PARAMS_FILE)
@@ -79,6 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--split", required=True, help="split output folder; its test.parquet is scored")
     p.add_argument("--dry-run", action="store_true",
                    help="judge and print the summary, but move no alias and set no tag (pull requests)")
+    p.add_argument("--allow-foreign-commit", action="store_true",
+                   help="judge a run trained from uncommitted changes or another commit than HEAD "
+                        "(the summary says so)")
     p.add_argument("--diff-rev", default=None,
                    help="git revision to diff the workspace's metrics against (dvc metrics diff; default HEAD)")
     return p.parse_args(argv)
@@ -114,6 +131,47 @@ def challenger_of_run(client: MlflowClient, run_file: Path, name: str, experimen
     return max(mine, key=lambda v: int(v.version))
 
 
+@dataclass(frozen=True)
+class Provenance:
+    commit: str  # the run's git commit ("unknown" when it recorded none)
+    dirty: str  # "true", "false" or "unknown"
+    head: str  # this checkout's commit
+    allowed: bool  # judged although foreign (--allow-foreign-commit)
+
+    def words(self) -> str:
+        state = {"false": "clean", "true": "with uncommitted changes"}.get(self.dirty, "working tree state unknown")
+        where = "the commit checked out here" if self.commit == self.head else f"checked out here: {self.head[:12]}"
+        text = f"trained at commit `{self.commit[:12]}` ({state}; {where})"
+        return text + (" — judged anyway (--allow-foreign-commit)" if self.allowed else "")
+
+
+def head_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def check_commit(client: MlflowClient, version: ModelVersion, allow: bool) -> Provenance:
+    """Refuse a run trained from uncommitted changes, or from a commit other than HEAD here: a run
+    of a feature branch or a dirty tree, logged to the shared server, is not the default branch's."""
+    tags = client.get_run(version.run_id).data.tags
+    found = Provenance(tags.get("git_commit", "unknown"), tags.get("git_dirty", "unknown"), head_commit(), allow)
+    problem = None
+    if found.commit == "unknown" or found.dirty == "unknown":
+        problem = "recorded no git commit or working tree state (it was not trained in a git checkout)"
+    elif found.dirty == "true":
+        problem = f"was trained at commit {found.commit[:12]} with uncommitted changes"
+    elif found.commit != found.head:
+        problem = (f"was trained at commit {found.commit[:12]}, not at the commit checked out here "
+                   f"({found.head[:12] if found.head != 'unknown' else 'no git checkout'})")
+    if problem and not allow:
+        raise CommitRefused(f"run {version.run_id} {problem}: the gate promotes only a model trained from the "
+                            "committed code it runs beside. Commit and retrain (dvc repro), check out that commit, "
+                            "or pass --allow-foreign-commit to judge it anyway")
+    if problem:
+        log.warning("judging run %s although it %s (--allow-foreign-commit)", version.run_id, problem)
+    return found
+
+
 # --- the rows, and what each model saw -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -122,6 +180,7 @@ class Rows:
     labels: np.ndarray  # ids into names
     names: list[str]  # the split's class names, in id order
     hashes: np.ndarray
+    seed: int | None = None  # the split.seed the split folder was assigned by
 
 
 def load_rows_to_score(split: Path) -> Rows:
@@ -130,7 +189,8 @@ def load_rows_to_score(split: Path) -> Rows:
         raise FileNotFoundError(f"{path}: no test split; run the pipeline first (dvc pull, or dvc repro)")
     test = read_parquet(path, columns=["text", "label"])
     texts = test["text"].tolist()
-    return Rows(texts, test["label"].to_numpy(), DatasetMeta.read(split).labels, row_hashes(texts))
+    return Rows(texts, test["label"].to_numpy(), DatasetMeta.read(split).labels, row_hashes(texts),
+                split_seed(split))
 
 
 def check_overlap(name: str, version: ModelVersion, role: str, rows: Rows, tmp: Path) -> None:
@@ -139,10 +199,19 @@ def check_overlap(name: str, version: ModelVersion, role: str, rows: Rows, tmp: 
     seen = load_rows(version.run_id, what, tmp / f"lineage-{version.version}")
     counts = {split: int(np.isin(rows.hashes, seen.loc[seen["split"] == split, "hash"].to_numpy(np.uint64)).sum())
               for split in ("train", "val")}
-    if any(counts.values()):
-        raise OverlapRefused(f"{counts['train']} of the {len(rows.texts)} rows to score are in the train split and "
-                             f"{counts['val']} in the validation split of {what}; a model cannot be judged on "
-                             "rows it learned from: score on a test split neither model trained or validated on")
+    if not any(counts.values()):
+        return
+    before = version.tags.get(SPLIT_SEED_TAG)
+    if before is not None and rows.seed is not None and int(before) != rows.seed:
+        raise OverlapRefused(
+            f"split.seed changed from {before} ({what} was split with it) to {rows.seed}: a deliberate reshuffle, "
+            f"so {counts['train']} of the {len(rows.texts)} test rows are in its train split and {counts['val']} in "
+            f"its validation split, and the two models cannot be judged on one test split. Set split.seed back to "
+            f"{before} to judge against it, or, meaning to start over with the new split, move @{CHAMPION} by hand "
+            "(MLflow UI, or bertpipe.registry)")
+    raise OverlapRefused(f"{counts['train']} of the {len(rows.texts)} rows to score are in the train split and "
+                         f"{counts['val']} in the validation split of {what}; a model cannot be judged on "
+                         "rows it learned from: score on a test split neither model trained or validated on")
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -214,6 +283,13 @@ def decide(p: PromoteParams, challenger: Scored, champion: Scored | None, floors
         return Decision(False, f"it was {words} before, and such a version is never promoted again "
                                "automatically (move the alias by hand if you mean it)")
     value = selection_value(p.metric, challenger.metrics)
+    for scored_ in [challenger, *([champion] if champion else []), *floors]:
+        if not math.isfinite(selection_value(p.metric, scored_.metrics)):
+            raise MetricUndefined(
+                f"promote.metric={p.metric} is {selection_value(p.metric, scored_.metrics)} for {scored_.label} on "
+                f"these {len(scored_.correct)} test rows (roc_auc needs every class among them; a cap or a small "
+                "test split can leave one out): the gate does not compare a number that is not one. Choose "
+                "another promote.metric, or a test split with every class (split.max_test)")
     for floor in floors:
         if value <= selection_value(p.metric, floor.metrics):
             return Decision(False, f"{p.metric} {value:.4f} does not beat the {floor.label} baseline "
@@ -257,9 +333,11 @@ def verdict(decision: Decision, dry_run: bool) -> str:
 
 
 def summary(name: str, p: PromoteParams, challenger: Scored, champion: Scored | None, floors: list[Scored],
-            decision: Decision, rows: Rows, own_test: bool, dry_run: bool, diff: str) -> str:
+            decision: Decision, rows: Rows, own_test: bool, dry_run: bool, diff: str,
+            provenance: Provenance | None = None) -> str:
     lines = [f"## Promotion gate: {name}{' (dry run: no alias or tag changed)' if dry_run else ''}", "",
              f"**{verdict(decision, dry_run)}**: {challenger.label}: {decision.reason}.", "",
+             *([f"**Commit**: the challenger was {provenance.words()}.", ""] if provenance else []),
              (f"| metric ({len(rows.texts)} test rows) | {champion.label if champion else f'{CHAMPION} (none yet)'} "
               f"| {challenger.label} | change |"), "|---|---:|---:|---:|"]
     for metric in SHOWN_METRICS:
@@ -299,6 +377,7 @@ def apply(client: MlflowClient, name: str, version: str, decision: Decision, jud
 def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment: str, p: PromoteParams,
           e: EvaluateParams, tmp: Path) -> int:
     challenger_version = challenger_of_run(client, Path(args.run_file), name, experiment)
+    provenance = check_commit(client, challenger_version, args.allow_foreign_commit)
     champion_version = registry.version_by_alias(client, name, CHAMPION)
     rolled_back = registry.hand_rollback(client, name, champion_version)
     if rolled_back and not args.dry_run:
@@ -327,7 +406,7 @@ def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment:
               history not in registry.NEVER_AGAIN)
     own_test = challenger_version.tags.get(f"{TAG}test_digest") == set_digest(rows.hashes)
     print(summary(name, p, challenger, champion, floors, decision, rows, own_test, args.dry_run,
-                  metrics_diff(args.diff_rev)))
+                  metrics_diff(args.diff_rev), provenance))
     log.info("%s: %s", verdict(decision, args.dry_run), decision.reason)
     return PROMOTED if decision.promote else KEPT
 
@@ -340,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     configure()
     name = train.registered_model
     refusals = {RunRefused: RUN_REFUSED, OverlapRefused: OVERLAP, Incomparable: INCOMPARABLE,
-                LineageError: INCOMPARABLE}
+                MetricUndefined: INCOMPARABLE, LineageError: INCOMPARABLE, CommitRefused: FOREIGN_COMMIT}
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         try:
             return judge(args, MlflowClient(), name, train.mlflow_experiment, p, e, Path(tmp))

@@ -1,14 +1,15 @@
 """Row validation for ingested tables: nothing is silently dropped.
 
 Every input row ends up in exactly one place: kept, quarantined (with its source row number,
-location and reason), or removed as an exact duplicate of a kept row. The counts add up.
+location and reason), or removed as a duplicate of a kept row (the same match key,
+bertpipe.text.match_key). The counts add up.
 
 Rows are checked a chunk at a time (prepare: normalise, and the reasons a row has by itself).
 What depends on the whole source (class names taken from the data, repeated texts, texts with
-conflicting labels) is decided from a Ledger of compact facts per row, a 16-byte key of the
-normalised text and a label code, so a million texts need not be in memory together; the
-Decisions then sort each chunk into kept and quarantined rows. validate() runs the same steps on
-a frame held whole.
+conflicting labels) is decided from a Ledger of compact facts per row, a 16-byte digest of the
+normalised text's match key (bertpipe.text.match_key) and a label code, so a million texts need
+not be in memory together; the Decisions then sort each chunk into kept and quarantined rows.
+validate() runs the same steps on a frame held whole.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bertpipe.tables import text_keys
-from bertpipe.text import Normalization, normalize
+from bertpipe.text import Normalization, key_digests, normalize
 
 REASON_UNDECODABLE = "undecodable bytes (not UTF-8)"
 REASON_UNENCODABLE = "code points that cannot be written as UTF-8 (lone surrogates)"
@@ -148,7 +148,8 @@ def _codes(values, table: dict[str, int]) -> np.ndarray:
 
 class Ledger:
     """What the decisions that span the whole source need of each row, in source order, in about
-    25 bytes a row: a key of the normalised text (text_keys), a label code, a source split code and
+    25 bytes a row: a digest of the normalised text's match key (bertpipe.text.key_digests: texts
+that differ only by case, compatibility forms or whitespace are one text), a label code, a source split code and
     the reason the row is unusable in itself."""
 
     def __init__(self) -> None:
@@ -167,7 +168,7 @@ class Ledger:
         reason = np.array([_CODE[r] for r in rows["reason"]], dtype=np.int8)
         keys = np.zeros(len(rows), dtype="S16")  # unusable rows take part in no comparison
         usable = reason == 0
-        keys[usable] = text_keys(rows["text"].to_numpy()[usable])
+        keys[usable] = key_digests(rows["text"].to_numpy()[usable])
         self.keys.append(keys)
         self.labels.append(_codes(rows["label"], self.label_values))
         self.splits.append(_codes(rows["source_split"], self.split_values))

@@ -1,15 +1,27 @@
-"""Split: stratified, seeded train / validation / test tables, with optional per-split caps.
+"""Split: train / validation / test tables that stay put as the data grows, stratified, capped.
 
 In:  <data>/reviews.parquet (id, text, label, source_split) and <data>/meta.json from ingest;
      params `split`.
 Out: <out>/train.parquet, <out>/val.parquet, <out>/test.parquet (id, text, label), <out>/meta.json
-     (ingest's, handed on);
-     <metrics> (rows per split and class, and where the test split came from).
-When the source has its own test split (aclImdb, Hugging Face), `split.keep_source_test`
-chooses whether it is the test split. Ingest keeps each normalised text once; this stage
-checks that (on 16-byte keys of the texts), so no text can land in two splits.
-The splits are drawn on the label and source split columns alone; the texts stay in Arrow
-memory, as read, and each split is written by taking its rows a row group at a time.
+     (ingest's, handed on), <out>/assignment.json (the seed and key the rows were assigned by);
+     <metrics> (rows per split and class, rows left out of each split and why, where the test
+     split came from).
+
+Each row's home split is a pure function of its text and `split.seed`: the row's match key
+(bertpipe.text.match_key, the key ingest dedups on and lineage hashes) hashed with blake2b keyed
+by the seed gives a number u in [0, 1); u < test_fraction is test, below test_fraction +
+val_fraction validation, else train. When the source has its own test split and
+`split.keep_source_test` is true, that is the test split, and the source's other rows go to
+validation (u < val_fraction) or train. Appending or removing rows therefore never moves a row
+to another split, and a champion's training rows never become a later model's test rows.
+
+Within its home split, each class takes its share of the split (largest remainders; the shares
+of the rows the split is drawn from), capped by split.max_<split>: a class takes its rows in the
+order of their hash, so a cap draws the same rows again when the data grows, and never a row of
+another split. A split drawn whole can hold a few more rows of a class than its share; those are
+left out and counted in the metrics (`left_out`), as are the rows a cap leaves out. Every split
+keeps at least one row of every class, or the stage stops naming the class and the cap. Rows are
+written in hash order: the output depends on the rows and the seed alone, not on their order.
 
 Run: python -m stages.split --data data/ingested --out data/split --metrics metrics/split.json
 """
@@ -18,26 +30,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
 
 from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import SplitParams
-from bertpipe.contracts import DatasetMeta
+from bertpipe.contracts import ASSIGNMENT_FILE, DatasetMeta
 from bertpipe.logs import run_cli
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.tables import ROW_GROUP_ROWS, ParquetFrameWriter, text_keys
+from bertpipe.tables import ROW_GROUP_ROWS, ParquetFrameWriter
+from bertpipe.text import key_digests, key_hashes
 
 log = logging.getLogger("split")
 SPLITS = ("train", "val", "test")
 OUT_COLUMNS = ["id", "text", "label"]
 OUT_SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.large_string()), ("label", pa.int64())])
+KEY = "blake2b-64 of bertpipe.text.match_key, keyed by 'split.seed=<seed>'"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,85 +61,99 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_rows(path: str) -> tuple[pd.DataFrame, pa.Table]:
-    """The columns the split is drawn on (label, source_split; index = row position) as a frame,
-    and the output columns as an Arrow table."""
+def read_rows(path: str, seed: int) -> tuple[pd.DataFrame, pa.Table, int]:
+    """The columns the split is drawn on (label, source_split, hash: the seeded key hash; index =
+    row position) as a frame, the output columns as an Arrow table, and how many texts repeat an
+    earlier one's match key (ingest keeps one row per key, so 0)."""
     table = pq.read_table(path, columns=OUT_COLUMNS)
-    df = pd.DataFrame({"label": table.column("label").to_numpy(), "source_split": "train"})
+    texts = table.column("text")
+    salt = f"split.seed={seed}".encode()
+    hashes, digests = [], []
+    for i in range(0, len(texts), ROW_GROUP_ROWS):  # a slice of texts as Python strings at a time
+        piece = texts.slice(i, ROW_GROUP_ROWS).to_pylist()
+        hashes.append(key_hashes(piece, salt))
+        digests.append(key_digests(piece))
+    join = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)  # noqa: E731
+    digests = join(digests, "S16")
+    df = pd.DataFrame({"label": table.column("label").to_numpy(), "source_split": "train",
+                       "hash": join(hashes, np.uint64)})
     if "source_split" in pq.read_schema(path).names:  # else a source without splits of its own
         splits = pq.read_table(path, columns=["source_split"], read_dictionary=["source_split"])
         df["source_split"] = splits.column("source_split").to_pandas()  # categorical: a code a row
-    return df, table
+    return df, table, len(digests) - len(np.unique(digests))
 
 
-def repeated_texts(texts: pa.ChunkedArray) -> int:
-    """How many texts repeat an earlier one, compared by text_keys a slice at a time."""
-    keys = [text_keys(texts.slice(i, ROW_GROUP_ROWS).to_pylist()) for i in range(0, len(texts), ROW_GROUP_ROWS)]
-    keys = np.concatenate(keys) if keys else np.zeros(0, dtype="S16")
-    return len(keys) - len(np.unique(keys))
-
-
-def check_input(df: pd.DataFrame, texts: pa.ChunkedArray, names: list[str], path: str) -> None:
-    repeated = repeated_texts(texts)
+def check_input(df: pd.DataFrame, repeated: int, names: list[str], path: str) -> None:
     if repeated:
-        raise ValueError(f"{path}: {repeated} texts occur more than once, so they could land in two splits; "
-                         "ingest keeps each normalised text once: rerun ingest (dvc repro ingest) rather "
-                         "than editing its output")
+        raise ValueError(f"{path}: {repeated} texts repeat the match key of another row (bertpipe.text.match_key), "
+                         "so one text could land in two splits; ingest keeps one row per key: rerun ingest "
+                         "(dvc repro ingest) rather than editing its output")
     counts = df["label"].value_counts().sort_index()
     if counts.min() < 3:
-        raise ValueError(f"{path}: class {names[counts.idxmin()]!r} has only {counts.min()} rows; a stratified "
-                         "split needs at least 3 per class: add rows, or leave the class out of "
-                         "ingest.label_names")
+        raise ValueError(f"{path}: class {names[counts.idxmin()]!r} has only {counts.min()} rows; train, validation "
+                         "and test each need one: add rows, or leave the class out of ingest.label_names")
 
 
-def stratified(df: pd.DataFrame, fraction: float, seed: int, what: str,
-               names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rest, part): part holds `fraction` of the rows of each class, drawn at random."""
-    counts = df["label"].value_counts().sort_index()
-    if counts.min() < 2:
-        raise ValueError(f"{what}: class {names[counts.idxmin()]!r} has {counts.min()} row; a stratified split "
-                         "needs at least 2 per class: add rows, or leave the class out of ingest.label_names")
-    n_part = math.ceil(fraction * len(df))
-    if min(n_part, len(df) - n_part) < len(counts):
-        raise ValueError(f"{what}: a share of {fraction:g} of {len(df)} rows cannot give both parts all "
-                         f"{len(counts)} classes; add rows or change split.val_fraction / split.test_fraction")
-    rest, part = train_test_split(df, test_size=fraction, stratify=df["label"], random_state=seed)
-    return rest, part
+def home_splits(df: pd.DataFrame, p: SplitParams) -> tuple[pd.Series, bool]:
+    """Each row's home split, from its seeded hash alone (and the source's own test split when it
+    is kept), and whether test is the source's own test split."""
+    u = df["hash"].to_numpy(np.uint64).astype(np.float64) / 2.0**64  # in [0, 1)
+    source_test = (df["source_split"] == "test").to_numpy()
+    use_source_test = p.keep_source_test and bool(source_test.any())
+    if use_source_test:
+        home = np.where(source_test, "test", np.where(u < p.val_fraction, "val", "train"))
+    else:
+        home = np.where(u < p.test_fraction, "test", np.where(u < p.test_fraction + p.val_fraction, "val", "train"))
+    return pd.Series(home, index=df.index), use_source_test
 
 
-def capped(df: pd.DataFrame, cap: int | None, seed: int, name: str) -> pd.DataFrame:
-    """At most cap rows of df, each class keeping its share (largest remainders get the odd rows)."""
-    if cap is None or cap >= len(df):
-        return df
-    counts = df["label"].value_counts().sort_index()
-    if cap < len(counts):
-        raise ValueError(f"split.max_{name}={cap}: fewer rows than the {len(counts)} classes; set it to at "
-                         f"least {len(counts)}, or null for no cap")
-    exact = counts * cap / len(df)
-    quota = exact.astype(int)
-    quota[(exact - quota).sort_values(ascending=False, kind="stable").index[: cap - quota.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(df.index[df["label"] == label].to_numpy(), n, replace=False)
-              for label, n in quota.items()]
-    return df[df.index.isin(np.concatenate(picked))]  # in df's (shuffled) order
+def quotas(shares: pd.Series, n: int) -> pd.Series:
+    """Rows per class for a split of n rows: each class its share, the odd rows to the largest remainders."""
+    exact = shares * n
+    quota = np.floor(exact).astype(int)
+    quota[(exact - quota).sort_values(ascending=False, kind="stable").index[: n - quota.sum()]] += 1
+    return quota
+
+
+def drawn(rows: pd.DataFrame, shares: pd.Series, cap: int | None, name: str, names: list[str]) -> pd.DataFrame:
+    """The rows of one home split that the split takes: each class its share of the split (of at
+    most cap rows), its rows taken in hash order."""
+    available = rows["label"].value_counts().reindex(shares.index, fill_value=0)
+    n = min(len(rows), cap if cap is not None else len(rows))
+    present = shares > 0
+    if present.any():  # the largest split in which every class has its share
+        n = min(n, int(np.floor((available[present] / shares[present]).min())))
+    while n > 0 and (quotas(shares, n) > available).any():  # a remainder rounded up past what a class has
+        n -= 1
+    quota = quotas(shares, max(n, 0))
+    cap_words = f"split.max_{name}={cap}" if cap is not None else f"no cap (split.max_{name}=null)"
+    for label, k in quota.items():
+        if k < 1:
+            raise ValueError(
+                f"split {name}: class {names[label]!r} would have no row ({available[label]} of its rows are in "
+                f"the {name} split, {cap_words}, its share {shares[label]:.3g}): raise split.max_{name}, "
+                f"add rows of class {names[label]!r}, or change split.val_fraction / split.test_fraction")
+    ordered = rows.sort_values("hash", kind="stable")
+    rank = ordered.groupby("label", sort=False).cumcount()
+    taken = ordered[rank.to_numpy() < ordered["label"].map(quota).to_numpy()]
+    return taken  # in hash order
 
 
 def split_table(df: pd.DataFrame, p: SplitParams, names: list[str]) -> tuple[dict[str, pd.DataFrame], bool]:
     """The three splits (df's rows, in the order they are written), and whether test is the
     source's own test split."""
-    source_test = df["source_split"] == "test"
-    use_source_test = p.keep_source_test and bool(source_test.any())
-    if use_source_test:
-        pool, test = df[~source_test], df[source_test]
-        train, val = stratified(pool, p.val_fraction, p.seed, "the source's train rows", names)
-    else:
-        rest, test = stratified(df, p.test_fraction, p.seed, "the ingested rows", names)
-        val_share = p.val_fraction / (1 - p.test_fraction)
-        train, val = stratified(rest, val_share, p.seed, "the rows left for train and val", names)
+    home, from_source = home_splits(df, p)
     caps = {"train": p.max_train, "val": p.max_val, "test": p.max_test}
-    parts = {"train": train, "val": val, "test": test}
-    parts = {name: capped(parts[name], caps[name], p.seed, name) for name in SPLITS}
-    return parts, use_source_test
+    labels = sorted(df["label"].unique())
+    if from_source:  # test keeps the source test's class mix; train and val the other rows'
+        pools = {"train": home != "test", "val": home != "test", "test": home == "test"}
+    else:
+        pools = {name: home == home for name in SPLITS}
+    parts = {}
+    for name in SPLITS:
+        shares = df.loc[pools[name], "label"].value_counts(normalize=True).reindex(labels, fill_value=0.0)
+        parts[name] = drawn(df[home == name], shares, caps[name], name, names)
+    return parts, from_source
 
 
 def shared_rows(parts: dict[str, pd.DataFrame]) -> int:
@@ -153,33 +179,39 @@ def write_rows(table: pa.Table, rows: np.ndarray, path: Path) -> None:
             writer.add(taken.take(np.argsort(order, kind="stable")).to_pandas())
 
 
-def class_counts(parts: dict[str, pd.DataFrame], names: list[str]) -> dict:
-    return {
+def class_counts(parts: dict[str, pd.DataFrame], home: dict[str, int], names: list[str]) -> dict:
+    counts = {
         name: {"rows": len(part), **{names[i]: int((part["label"] == i).sum()) for i in range(len(names))}}
         for name, part in parts.items()
     }
+    # Rows whose home is a split that did not take them: its cap, or its class share.
+    counts["left_out"] = {name: home[name] - len(part) for name, part in parts.items()}
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_section(SplitParams, "split", args.params)
     path = f"{args.data}/reviews.parquet"
-    df, table = read_rows(path)
+    df, table, repeated = read_rows(path, params.seed)
     dataset = DatasetMeta.read(args.data)
     names = dataset.labels
-    check_input(df, table.column("text"), names, path)
+    check_input(df, repeated, names, path)
 
     parts, from_source = split_table(df, params, names)
-    if shared_rows(parts):  # cannot happen after check_input; a guard for later changes
+    if shared_rows(parts):  # cannot happen: one home split a row; a guard for later changes
         raise RuntimeError("a text landed in two splits; this is a bug in stages/split.py")
     with atomic_dir(args.out) as out:
         for name, part in parts.items():
             write_rows(table, part.index.to_numpy(), out / f"{name}.parquet")
         dataset.write(out)  # handed on to tokenize: class names and normalisation
-    counts = class_counts(parts, names)
+        write_json({"seed": params.seed, "key": KEY}, out / ASSIGNMENT_FILE)  # for lineage and the gate
+    home, _ = home_splits(df, params)
+    counts = class_counts(parts, home.value_counts().reindex(list(SPLITS), fill_value=0).to_dict(), names)
     write_json({**counts, "test_is_source_test_split": from_source}, args.metrics)
-    log.info("split %d rows: %s (test %s)", len(df), {k: v["rows"] for k, v in counts.items()},
-             "is the source's own test split" if from_source else "drawn at random")
+    log.info("split %d rows: %s (test %s; left out by caps and class shares: %s)", len(df),
+             {k: v["rows"] for k, v in counts.items() if k in SPLITS},
+             "is the source's own test split" if from_source else "drawn by hash", counts["left_out"])
 
 
 if __name__ == "__main__":
