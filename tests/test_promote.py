@@ -21,10 +21,11 @@ from scipy.stats import binomtest
 from bertpipe import promote
 from bertpipe.artifacts import write_parquet
 from bertpipe.config import PromoteParams
+from bertpipe.contracts import ASSIGNMENT_FILE
 from bertpipe.params import ParamsError
 from bertpipe.promote import Scored, decide, mcnemar
 from bertpipe.registry import CHALLENGER, CHAMPION, set_champion, version_by_alias
-from tests.conftest import write_params
+from tests.conftest import sh, write_params
 from tests.mlops_helpers import (
     constant_checkpoint,
     constant_checkpoints,
@@ -53,13 +54,16 @@ class Gate:
         self.run_file.write_text(json.dumps({"run_id": run_id}))
         return run_id
 
-    def run(self, *extra: str, **promote_params) -> int:
+    def run(self, *extra: str, check_commit: bool = False, **promote_params) -> int:
+        """The gate on the run file; these runs are logged outside a git checkout, so the commit
+        check is waived (--allow-foreign-commit) unless check_commit."""
         params = write_params(self.folder / "params.yaml",
                               train={"registered_model": self.name, "mlflow_experiment": EXPERIMENT},
                               promote={"metric": "accuracy", "min_improvement": 0.0, "confidence": 0.95,
                                        **promote_params})
+        waive = [] if check_commit else ["--allow-foreign-commit"]
         return promote.main(["--params", str(params), "--run-file", str(self.run_file),
-                             "--split", str(self.split), *extra])
+                             "--split", str(self.split), *waive, *extra])
 
     def alias(self, alias: str) -> int | None:
         version = version_by_alias(MlflowClient(), self.name, alias)
@@ -193,6 +197,60 @@ def test_rows_either_model_learned_from_are_refused(gate, capsys, tmp_path):
     assert f"0 of the 16 rows to score are in the train split and 2 in the validation split of champion " \
            f"{gate.name} v2" \
            in capsys.readouterr().out
+
+
+def test_a_run_from_uncommitted_changes_or_another_commit_is_refused(gate, capsys, tmp_path, monkeypatch):
+    run_id = gate.train(gate.models[POSITIVE])
+    client = MlflowClient()
+    assert gate.run(check_commit=True) == promote.FOREIGN_COMMIT  # no git tags: not trained in a checkout
+    assert f"run {run_id} recorded no git commit or working tree state" in capsys.readouterr().out
+    checkout = tmp_path / "checkout"  # where the gate runs: a git checkout with one commit
+    checkout.mkdir()
+    sh(checkout, "git", "init", "-q")
+    sh(checkout, "git", "commit", "-q", "--allow-empty", "-m", "one")
+    monkeypatch.chdir(checkout)
+    head = promote.head_commit()
+    assert len(head) == 40
+    for commit, dirty, why in [(head, "true", f"was trained at commit {head[:12]} with uncommitted changes"),
+                               ("f" * 40, "false", f"was trained at commit {'f' * 12}, not at the commit checked "
+                                                   f"out here ({head[:12]})")]:
+        client.set_tag(run_id, "git_commit", commit)
+        client.set_tag(run_id, "git_dirty", dirty)
+        assert gate.run(check_commit=True) == promote.FOREIGN_COMMIT
+        assert why in capsys.readouterr().out and gate.alias(CHAMPION) is None
+    assert gate.run("--allow-foreign-commit", check_commit=True) == promote.PROMOTED
+    assert f"trained at commit `{'f' * 12}` (clean; checked out here: {head[:12]}) — judged anyway " \
+           "(--allow-foreign-commit)" in capsys.readouterr().out
+    client.set_tag(run_id, "git_commit", head)  # trained from the commit checked out here, clean
+    gate.train(gate.models[POSITIVE])
+    client.set_tag(json.loads(gate.run_file.read_text())["run_id"], "git_commit", head)
+    client.set_tag(json.loads(gate.run_file.read_text())["run_id"], "git_dirty", "false")
+    assert gate.run(check_commit=True) == promote.KEPT  # judged: the same predictions as the champion
+    assert f"trained at commit `{head[:12]}` (clean; the commit checked out here)" in capsys.readouterr().out
+
+
+def test_a_metric_that_is_not_a_number_is_refused(gate, capsys, tmp_path):
+    """roc_auc of a test split that holds one class is NaN, and NaN <= x is false: it must not promote."""
+    gate.split = write_gate_split(tmp_path / "one-class", [POSITIVE] * 16)
+    gate.train(gate.models[POSITIVE])
+    assert gate.run(metric="roc_auc") == promote.INCOMPARABLE and gate.alias(CHAMPION) is None
+    assert "promote.metric=roc_auc is nan for challenger v1" in capsys.readouterr().out
+
+
+def test_a_changed_split_seed_is_named_not_a_generic_overlap(gate, capsys, tmp_path):
+    old = write_gate_split(tmp_path / "seed-42", TEST_LABELS)  # the champion's split: 3 of today's test rows in train
+    train = pd.concat([pd.read_parquet(old / "train.parquet"), unseen_reviews(TEST_LABELS).iloc[:3]],
+                      ignore_index=True)
+    write_parquet(train, old / "train.parquet")
+    (old / ASSIGNMENT_FILE).write_text(json.dumps({"seed": 42}))
+    (gate.split / ASSIGNMENT_FILE).write_text(json.dumps({"seed": 43}))
+    gate.train(gate.models[NEGATIVE], split=old)
+    set_champion(MlflowClient(), gate.name, "1")
+    gate.train(gate.models[POSITIVE])
+    assert gate.run() == promote.OVERLAP and gate.alias(CHAMPION) == 1
+    out = capsys.readouterr().out
+    assert f"split.seed changed from 42 (champion {gate.name} v1" in out and "to 43: a deliberate reshuffle" in out
+    assert "Set split.seed back to 42" in out
 
 
 def test_a_reversed_class_order_is_compared_by_name(gate, capsys, tmp_path, tiny_bert):

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from bertpipe.text import Normalization, normalize
+from bertpipe.lineage import row_hashes
+from bertpipe.text import Normalization, match_key, normalize
 from bertpipe.validation import label_text, validate
 
 
@@ -62,14 +63,15 @@ def test_many_classes_from_the_data_in_natural_order():
 
 
 def test_duplicates_keep_the_copy_in_the_source_test_split():
-    raw = pd.DataFrame({"source_row": range(4), "text": ["same", "other", "same", "Same "],
-                        "label": ["pos", "neg", "pos", "pos"], "source_split": ["train", "train", "test", "test"]})
+    raw = pd.DataFrame({"source_row": range(5), "text": ["same", "other", "same", "Same ", "unique"],
+                        "label": ["pos", "neg", "pos", "pos", "neg"],
+                        "source_split": ["train", "train", "test", "test", "test"]})
     result = validate(raw, Normalization(), label_names=("neg", "pos"))
     kept = result.kept.set_index("text")
     assert kept.loc["same", "source_split"] == "test" and kept.loc["same", "id"] == 2
-    assert result.kept["id"].tolist() == [1, 2, 3]  # source order
+    assert result.kept["id"].tolist() == [1, 2, 4]  # source order; "Same " is "same" by its match key
     counts = result.counts(len(raw))
-    assert counts["duplicates_removed"] == 1 and counts["kept_by_source_split"] == {"test": 2, "train": 1}
+    assert counts["duplicates_removed"] == 2 and counts["kept_by_source_split"] == {"test": 2, "train": 1}
     assert counts["rows_in"] == counts["kept"] + counts["quarantined"] + counts["duplicates_removed"]
 
 
@@ -109,3 +111,34 @@ def test_any_chunk_size_gives_what_one_chunk_gives(chunk_rows):
     pd.testing.assert_frame_equal(chunked.quarantined, whole.quarantined)
     assert chunked.counts(len(MIXED)) == whole.counts(len(MIXED))
     assert chunked.unknown_labels() == whole.unknown_labels() == {"10": 1}
+
+
+# Variants of one review that lineage (the gate's overlap check) calls one text: case, Unicode
+# compatibility forms (NFKC: the "ﬁ" ligature, full-width letters, a no-break space) and whitespace.
+VARIANTS = [("Great movie!", "great movie!"), ("a \ufb01lm to see", "a film to see"),
+            ("ｇｒｅａｔ ｆｉｌｍ", "great film"), ("so\u00a0good", "so good"), ("tab\tand  spaces ", "tab and spaces"),
+            ("line\nbreak", "line break"), ("STRASSE", "straße")]
+
+
+@pytest.mark.parametrize("first,second", VARIANTS)
+def test_texts_lineage_calls_one_are_one_row_after_ingest(first, second):
+    raw = pd.DataFrame({"source_row": range(3), "text": [first, second, "another review"],
+                        "label": ["pos", "pos", "neg"]})
+    result = validate(raw, Normalization(), label_names=("neg", "pos"))
+    assert result.duplicates_removed == 1 and len(result.kept) == 2
+    assert row_hashes([first])[0] == row_hashes([second])[0] != row_hashes(["another review"])[0]
+    assert match_key(first) == match_key(second)
+
+
+@pytest.mark.parametrize("first,second", [("good film", "good films"), ("naïve", "naive"), ("a-b", "a b")])
+def test_texts_lineage_tells_apart_stay_two_rows(first, second):
+    raw = pd.DataFrame({"source_row": range(2), "text": [first, second], "label": ["pos", "neg"]})
+    result = validate(raw, Normalization(), label_names=("neg", "pos"))
+    assert result.duplicates_removed == 0 and len(result.kept) == 2
+    assert row_hashes([first])[0] != row_hashes([second])[0]
+
+
+def test_variants_with_conflicting_labels_are_quarantined_as_conflicts():
+    raw = pd.DataFrame({"source_row": range(2), "text": ["Great movie!", "great  movie!"], "label": ["pos", "neg"]})
+    result = validate(raw, Normalization(), label_names=("neg", "pos"))
+    assert result.kept.empty and set(result.quarantined["reason"]) == {"duplicate text with conflicting labels"}
