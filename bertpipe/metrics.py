@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support, roc_auc_score
+from scipy.stats import DegenerateDataWarning, bootstrap
+from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support, roc_auc_score
+
+# Confidence intervals of the test metrics: percentile bootstrap over the test rows, seeded, so
+# the same predictions give the same interval anywhere.
+CI_LEVEL = 0.95
+BOOTSTRAP_ROUNDS = 1000
+BOOTSTRAP_SEED = 0
+CI_METRICS = ("accuracy", "f1_macro", "roc_auc")
 
 
 def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -72,3 +82,38 @@ def is_better(new: float, best: float | None, new_loss: float = float("nan"),
 
 def selection_value(metric: str, metrics: dict[str, float]) -> float:
     return -metrics["log_loss"] if metric == "neg_log_loss" else metrics[metric]
+
+
+def confidence_intervals(labels: np.ndarray, probs: np.ndarray, baseline_probs: np.ndarray | None = None,
+                         rounds: int = BOOTSTRAP_ROUNDS, level: float = CI_LEVEL,
+                         seed: int = BOOTSTRAP_SEED) -> dict[str, float]:
+    """`<metric>_ci_low` / `_ci_high` for accuracy, macro F1 and ROC AUC: the percentile bootstrap
+    interval (scipy.stats.bootstrap) over the test rows, at `level`. With baseline_probs (the same
+    rows), also the paired interval of the accuracy gain over it (`accuracy_gain_over_baseline_ci_*`):
+    each resample scores both on the same rows, so what they share cancels out."""
+    classes = list(range(probs.shape[1]))
+    preds = probs.argmax(1)
+    base_preds = baseline_probs.argmax(1) if baseline_probs is not None else None
+
+    def statistic(rows: np.ndarray) -> np.ndarray:
+        rows = rows.astype(np.int64)
+        y, p = labels[rows], preds[rows]
+        values = [float((y == p).mean()),
+                  float(f1_score(y, p, labels=classes, average="macro", zero_division=0)),
+                  roc_auc(y, probs[rows])]
+        if base_preds is not None:
+            values.append(values[0] - float((y == base_preds[rows]).mean()))
+        return np.array(values)
+
+    names = [*CI_METRICS, *(["accuracy_gain_over_baseline"] if base_preds is not None else [])]
+    if len(labels) < 2:
+        return {f"{n}_ci_{end}": float("nan") for n in names for end in ("low", "high")}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # a resample without a class: NaN AUC
+        result = bootstrap((np.arange(len(labels)),), statistic, vectorized=False, n_resamples=rounds,
+                           confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    out = {}
+    for i, name in enumerate(names):
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = float(low[i]), float(high[i])
+    return out

@@ -52,12 +52,13 @@ from bertpipe.artifacts import read_json, read_parquet
 from bertpipe.baseline import tfidf_logreg_probs
 from bertpipe.config import EvaluateParams, PromoteParams, TrainParams
 from bertpipe.contracts import DatasetMeta
+from bertpipe.errors import BertpipeError
 from bertpipe.inference import Classifier
 from bertpipe.lineage import SPLIT_SEED_TAG, TAG, LineageError, load_rows, row_hashes, set_digest, split_seed
 from bertpipe.logs import run_cli
-from bertpipe.metrics import selection_value, summary_metrics
+from bertpipe.metrics import BOOTSTRAP_ROUNDS, CI_LEVEL, confidence_intervals, selection_value, summary_metrics
 from bertpipe.params import PARAMS_FILE, load_section
-from bertpipe.redact import PlainError, mask_url
+from bertpipe.redact import mask_url
 from bertpipe.registry import CHALLENGER, CHAMPION
 from bertpipe.tracking import configure
 
@@ -66,19 +67,19 @@ PROMOTED, KEPT, RUN_REFUSED, OVERLAP, INCOMPARABLE, FOREIGN_COMMIT = 0, 3, 4, 5,
 SHOWN_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss")
 
 
-class RunRefused(PlainError):
+class RunRefused(BertpipeError):
     """The run in the run file is missing or foreign: the gate does not know what to judge."""
 
 
-class Incomparable(PlainError):
+class Incomparable(BertpipeError):
     """The models cannot be compared on these rows: other class names, or no lineage."""
 
 
-class OverlapRefused(PlainError):
+class OverlapRefused(BertpipeError):
     """A model trained or validated on rows the gate would score."""
 
 
-class CommitRefused(PlainError):
+class CommitRefused(BertpipeError):
     """The run was trained from uncommitted changes, or from another commit than this checkout's."""
 
 
@@ -221,6 +222,7 @@ class Scored:
     label: str  # as shown in the summary
     metrics: dict[str, float]
     correct: np.ndarray  # (N,) bool
+    probs: np.ndarray | None = None  # (N, C) in the split's class order
 
 
 def by_name(probs: np.ndarray, model_names: list[str], names: list[str], what: str) -> np.ndarray:
@@ -232,7 +234,7 @@ def by_name(probs: np.ndarray, model_names: list[str], names: list[str], what: s
 
 
 def scored(label: str, probs: np.ndarray, rows: Rows) -> Scored:
-    return Scored(label, summary_metrics(rows.labels, probs), probs.argmax(1) == rows.labels)
+    return Scored(label, summary_metrics(rows.labels, probs), probs.argmax(1) == rows.labels, probs)
 
 
 def score_model(name: str, version: ModelVersion, role: str, rows: Rows, e: EvaluateParams, tmp: Path) -> Scored:
@@ -349,11 +351,23 @@ def summary(name: str, p: PromoteParams, challenger: Scored, champion: Scored | 
     lines += ["", f"| baseline, on the same rows | {p.metric} |", "|---|---:|"]
     lines += [f"| {f.label} | {selection_value(p.metric, f.metrics):.4f} |" for f in floors]
     lines += ["", f"**Paired test**: {decision.test or 'not run (no champion to compare with, or refused first)'}.",
+              *gain_interval(challenger, champion, rows),
               "", (f"**Rows**: {len(rows.texts)} rows (digest {set_digest(rows.hashes)[:12]}, "
                    f"{'the' if own_test else 'not the'} test split the challenger was trained beside), none of "
                    "them trained or validated on by either model; classes compared by name."),
               "", "### dvc metrics diff", "", diff, ""]
     return "\n".join(lines)
+
+
+def gain_interval(challenger: Scored, champion: Scored | None, rows: Rows) -> list[str]:
+    """The challenger's accuracy gain over the champion with its paired 95% bootstrap interval."""
+    if champion is None or challenger.probs is None or champion.probs is None:
+        return []
+    ci = confidence_intervals(rows.labels, challenger.probs, champion.probs)
+    gain = challenger.metrics["accuracy"] - champion.metrics["accuracy"]
+    return ["", f"**Accuracy gain over the champion**: {gain:+.4f}, paired {CI_LEVEL:.0%} bootstrap interval "
+                f"{ci['accuracy_gain_over_baseline_ci_low']:+.4f} to {ci['accuracy_gain_over_baseline_ci_high']:+.4f} "
+                f"({BOOTSTRAP_ROUNDS} resamples of the {len(rows.texts)} rows)."]
 
 
 def refusal(name: str, err: Exception) -> str:
@@ -392,7 +406,8 @@ def judge(args: argparse.Namespace, client: MlflowClient, name: str, experiment:
     challenger = score_model(name, challenger_version, CHALLENGER, rows, e, tmp)
     champion = None
     if champion_version is not None:
-        champion = Scored(f"{CHAMPION}: the same version", challenger.metrics, challenger.correct) if same \
+        champion = Scored(f"{CHAMPION}: the same version", challenger.metrics, challenger.correct,
+                          challenger.probs) if same \
             else score_model(name, champion_version, CHAMPION, rows, e, tmp)
     floors = baselines(Path(args.split), rows)
     history = registry.ROLLED_BACK if rolled_back == str(challenger_version.version) else \

@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from bertpipe.errors import InputError
 from bertpipe.inference import PIPELINE_META
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ KEY_PARAMS = ("model", "max_length", "truncation", "train_rows", "epochs", "batc
               "weight_decay", "warmup_fraction", "seed")
 # (metric, the TF-IDF baseline's metric, the majority-class baseline's) as evaluate logs them.
 TEST_ROWS = (("accuracy", "test_baseline_tfidf_logreg_accuracy", "test_baseline_majority_accuracy"),
-             ("f1_macro", None, None), ("roc_auc", None, None), ("ece", None, None))
+             ("f1_macro", "test_baseline_tfidf_logreg_f1_macro", "test_baseline_majority_f1_macro"),
+             ("roc_auc", None, None), ("ece", None, None))
 
 
 def version_description(run: Run) -> str:
@@ -59,6 +61,12 @@ def version_description(run: Run) -> str:
 
     def fmt(key: str) -> str:
         return f"{metrics[key]:.4f}" if key in metrics else "-"
+
+    def interval(key: str, signed: bool = False) -> str:
+        low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+        if low is None or high is None:
+            return "-"
+        return f"{low:+.4f} to {high:+.4f}" if signed else f"{low:.4f}-{high:.4f}"
 
     commit = tags.get("git_commit", "unknown")
     data = ", ".join(f"{d.dataset.name} `{d.dataset.digest}`" for d in run.inputs.dataset_inputs) or "not recorded"
@@ -70,9 +78,12 @@ def version_description(run: Run) -> str:
              "", "**Key params**: " + ", ".join(f"{k}={params[k]}" for k in KEY_PARAMS if k in params) + "."]
     if "test_accuracy" in metrics:
         lines += ["", "**Test metrics** (evaluate):", "",
-                  "| metric | model | TF-IDF baseline | majority baseline |", "|---|---|---|---|"]
-        lines += [f"| {name} | {fmt('test_' + name)} | {fmt(tfidf) if tfidf else ''} | {fmt(major) if major else ''} |"
-                  for name, tfidf, major in TEST_ROWS]
+                  "| metric | model | 95% interval | TF-IDF baseline | majority baseline |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {fmt('test_' + name)} | {interval('test_' + name)} | {fmt(tfidf) if tfidf else ''} "
+                  f"| {fmt(major) if major else ''} |" for name, tfidf, major in TEST_ROWS]
+        if "test_accuracy_gain_over_baseline" in metrics:
+            lines += ["", f"**Accuracy gain over TF-IDF**: {metrics['test_accuracy_gain_over_baseline']:+.4f} "
+                          f"(paired 95% interval {interval('test_accuracy_gain_over_baseline', signed=True)})."]
     else:
         lines += ["", "**Test metrics**: not yet; the evaluate stage adds them."]
     if "best_val_accuracy" in metrics:
@@ -145,7 +156,7 @@ def checkpoint_in_mlflow_model(folder: Path) -> Path:
     flavor = Model.load(str(folder)).flavors.get("python_function", {})
     artifact = flavor.get("artifacts", {}).get(CHECKPOINT_ARTIFACT)
     if not artifact:
-        raise ValueError(f"{folder}: an MLflow model without a '{CHECKPOINT_ARTIFACT}' artifact; "
+        raise InputError(f"{folder}: an MLflow model without a '{CHECKPOINT_ARTIFACT}' artifact; "
                          "expected a model logged by this project's train stage")
     return folder / artifact["path"]
 
@@ -159,7 +170,7 @@ def resolve_checkpoint(model: str, download_dir: str | Path | None = None) -> Pa
             return local
         if (local / "MLmodel").is_file():
             return checkpoint_in_mlflow_model(local)
-        raise ValueError(f"{model}: neither a checkpoint folder (config.json and {PIPELINE_META}, as in "
+        raise InputError(f"{model}: neither a checkpoint folder (config.json and {PIPELINE_META}, as in "
                          "models/best) nor an MLflow model folder (MLmodel)")
     if "://" not in model and not model.startswith(("models:/", "runs:/")):
         raise FileNotFoundError(f"{model}: no such folder; give a checkpoint folder such as models/best or an "
@@ -171,7 +182,7 @@ def resolve_checkpoint(model: str, download_dir: str | Path | None = None) -> Pa
     except MlflowException as err:  # no such model, version, alias or run: the user's to fix
         if err.error_code not in (ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_PARAMETER_VALUE)):
             raise
-        raise ValueError(f"{model}: not in the MLflow store {mlflow.get_tracking_uri()} ({err.message}). An "
+        raise InputError(f"{model}: not in the MLflow store {mlflow.get_tracking_uri()} ({err.message}). An "
                          f"@{CHAMPION} alias exists once the promotion gate promoted a model (python -m "
                          "bertpipe.promote) or a person set it; or give a version (models:/<name>/<version>) "
                          "or a checkpoint folder such as models/best") from None

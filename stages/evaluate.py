@@ -3,8 +3,9 @@
 In:  <model>/ best checkpoint from train; <tokens>/test.safetensors; <split>/{train,test}.parquet
      (texts, for the baseline and the error table); <run-file> (the MLflow run to log into);
      <curve> (training curve, for its picture); params `evaluate`.
-Out: <metrics> (the headline numbers for `dvc metrics show`: accuracy, macro F1, ROC AUC,
-     calibration error, the baselines and the gain over them); <details> (all of them, plus
+Out: <metrics> (the headline numbers for `dvc metrics show`: accuracy, macro F1, ROC AUC, each
+     with its 95% bootstrap interval (`_ci_low`, `_ci_high`), calibration error, the baselines
+     and the gain over TF-IDF with its paired interval); <details> (all of them, plus
      macro precision / recall, log loss, per-class and by-length metrics, the baseline's own);
      <plots>/ ROC, precision-recall, confusion and calibration data (DVC plots) and PNGs;
      <errors> the most confidently wrong test reviews (raw user text: a cached DVC output,
@@ -36,9 +37,10 @@ from bertpipe.artifacts import atomic_dir, atomic_path, read_json, read_parquet,
 from bertpipe.baseline import majority_probs, tfidf_logreg_probs
 from bertpipe.config import EvaluateParams
 from bertpipe.contracts import CheckpointMeta
+from bertpipe.errors import DataError
 from bertpipe.inference import predict_probs
 from bertpipe.logs import run_cli
-from bertpipe.metrics import calibration, per_class_metrics, summary_metrics
+from bertpipe.metrics import calibration, confidence_intervals, per_class_metrics, summary_metrics
 from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.registry import describe_run_versions
@@ -48,8 +50,10 @@ log = logging.getLogger("evaluate")
 LENGTH_BUCKETS = (0, 100, 200, 400, 10**9)  # review length in words
 N_ERRORS = 50
 # What `dvc metrics show` prints for evaluate; everything else goes to --details and MLflow.
-HEADLINE = ("accuracy", "f1_macro", "roc_auc", "ece", "baseline_tfidf_logreg_accuracy",
-            "accuracy_gain_over_baseline", "baseline_majority_accuracy", "rows")
+HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "f1_macro_ci_low", "f1_macro_ci_high",
+            "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "ece", "baseline_tfidf_logreg_accuracy",
+            "accuracy_gain_over_baseline", "accuracy_gain_over_baseline_ci_low", "accuracy_gain_over_baseline_ci_high",
+            "baseline_majority_accuracy", "rows")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -139,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     tokens = read_tokenized(f"{args.tokens}/test.safetensors")
     test, train = read_parquet(f"{args.split}/test.parquet"), read_parquet(f"{args.split}/train.parquet")
     if not np.array_equal(test["label"].to_numpy(), tokens.labels):
-        raise ValueError(f"{args.split}/test.parquet and {args.tokens}/test.safetensors disagree on labels; "
-                         "rerun the pipeline (dvc repro) so both come from the same split")
+        raise DataError(f"{args.split}/test.parquet and {args.tokens}/test.safetensors disagree on labels; "
+                        "rerun the pipeline (dvc repro) so both come from the same split")
 
     probs = predict_probs(model, tokens, params.batch_size, device, autocast_dtype(device, params.precision),
                           meta.pad_token_id)
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
                  "majority": summary_metrics(labels, majority_probs(train["label"].to_numpy(), len(labels),
                                                                     len(names)))}
     metrics.update(baseline_metrics(metrics, baselines))
+    # 95% intervals (bootstrap over the test rows; the gain's paired with the TF-IDF baseline).
+    metrics.update(confidence_intervals(labels, probs, base_probs))
     report = {**metrics, "rows": int(len(labels)), "per_class": per_class_metrics(labels, probs, names),
               "by_length": by_length(test["text"].str.split().str.len().to_numpy(), labels, probs),
               **{f"baseline_{name}": values for name, values in baselines.items()}}
@@ -189,8 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         mlflow.log_artifact(args.errors, artifact_path="plots")
         mlflow.log_artifact(args.details)
     describe_run_versions(run_id)
-    log.info("test accuracy %.4f (TF-IDF baseline %.4f, majority class %.4f), macro F1 %.4f (%.4f, %.4f), "
-             "ROC AUC %.4f on %d reviews", metrics["accuracy"], baselines["tfidf_logreg"]["accuracy"],
+    log.info("test accuracy %.4f (95%% CI %.4f-%.4f; TF-IDF baseline %.4f, majority class %.4f), macro F1 %.4f "
+             "(%.4f, %.4f), ROC AUC %.4f on %d reviews", metrics["accuracy"], metrics["accuracy_ci_low"],
+             metrics["accuracy_ci_high"], baselines["tfidf_logreg"]["accuracy"],
              baselines["majority"]["accuracy"], metrics["f1_macro"], baselines["tfidf_logreg"]["f1_macro"],
              baselines["majority"]["f1_macro"], metrics["roc_auc"], len(labels))
 

@@ -1,8 +1,11 @@
-"""Checkpoint selection: which validation result counts as better."""
+"""Checkpoint selection (which validation result counts as better) and the test metrics' intervals."""
 
 import math
 
-from bertpipe.metrics import is_better
+import numpy as np
+import pytest
+
+from bertpipe.metrics import confidence_intervals, is_better, summary_metrics
 
 
 def test_a_higher_value_wins_and_the_first_evaluation_always_does():
@@ -21,3 +24,48 @@ def test_a_tie_goes_to_the_lower_validation_log_loss():
 def test_nan_never_wins():
     assert not is_better(math.nan, 0.1)
     assert not is_better(0.886, 0.886, new_loss=math.nan, best_loss=0.3)
+
+
+def noisy_model(n: int, right: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels, and probabilities right on about `right` of the rows, with confidence that varies."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    correct = rng.random(n) < right
+    confidence = 0.5 + 0.5 * rng.random(n)
+    positive = np.where(correct == (labels == 1), confidence, 1 - confidence)
+    return labels, np.c_[1 - positive, positive]
+
+
+def test_intervals_hold_the_estimate_shrink_with_rows_and_repeat_exactly():
+    labels, probs = noisy_model(400, 0.85, 0)
+    ci = confidence_intervals(labels, probs)
+    point = summary_metrics(labels, probs)
+    for name in ("accuracy", "f1_macro", "roc_auc"):
+        assert ci[f"{name}_ci_low"] < point[name] < ci[f"{name}_ci_high"]
+    # Accuracy on 400 rows at 0.85: the normal approximation's half width is 1.96 * sqrt(.85 * .15 / 400) = 0.035.
+    assert ci["accuracy_ci_high"] - ci["accuracy_ci_low"] == pytest.approx(0.07, abs=0.015)
+    assert confidence_intervals(labels, probs) == ci  # seeded: the same interval every time
+    more = confidence_intervals(*noisy_model(3600, 0.85, 0), rounds=400)
+    assert more["accuracy_ci_high"] - more["accuracy_ci_low"] < (ci["accuracy_ci_high"] - ci["accuracy_ci_low"]) / 2
+
+
+def test_the_gain_interval_is_paired():
+    """A baseline that agrees with the model on most rows: the paired interval of the gain is far
+    narrower than the two accuracies' own intervals would suggest."""
+    labels, probs = noisy_model(1000, 0.85, 1)
+    baseline = probs.copy()
+    flip = np.random.default_rng(2).random(1000) < 0.05  # differs on 5% of the rows
+    baseline[flip] = baseline[flip][:, ::-1]
+    ci = confidence_intervals(labels, probs, baseline, rounds=400)
+    gain = (probs.argmax(1) == labels).mean() - (baseline.argmax(1) == labels).mean()
+    assert ci["accuracy_gain_over_baseline_ci_low"] < gain < ci["accuracy_gain_over_baseline_ci_high"]
+    width = ci["accuracy_gain_over_baseline_ci_high"] - ci["accuracy_gain_over_baseline_ci_low"]
+    # Unpaired, the difference of two such accuracies would spread sqrt(2) times one's width.
+    assert width < 0.5 * math.sqrt(2) * (ci["accuracy_ci_high"] - ci["accuracy_ci_low"])
+
+
+def test_a_test_split_without_a_class_gives_no_auc_interval():
+    labels, probs = noisy_model(50, 0.8, 3)
+    ci = confidence_intervals(np.ones(50, dtype=int), probs, rounds=200)
+    assert math.isnan(ci["roc_auc_ci_low"]) and math.isnan(ci["roc_auc_ci_high"])
+    assert not math.isnan(ci["accuracy_ci_low"])

@@ -10,6 +10,7 @@ Always positive scores 0.75; always negative 0.25."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,10 @@ def test_a_significantly_better_challenger_takes_over(gate, capsys):
     assert f"challenger is right on 12, the champion on 4; p = {p:.4g}, below 0.05" in out
     assert "| accuracy (gate) | 0.2500 | 0.7500 | +0.5000 |" in out
     assert f"| {CHAMPION} v1 (run " in out and f"| {CHALLENGER} v2 (run " in out
+    # The paired interval of the gain: 16 rows, each +1 or -1 for the challenger, 12 of them +1.
+    gain = re.search(r"\*\*Accuracy gain over the champion\*\*: \+0\.5000, paired 95% bootstrap interval "
+                     r"([+-][\d.]+) to ([+-][\d.]+) \(1000 resamples of the 16 rows\)", out)
+    assert gain and -0.1 < float(gain.group(1)) < 0.5 < float(gain.group(2)) <= 1.0
 
 
 def test_equal_models_are_not_promoted(gate, capsys):
@@ -342,5 +347,5 @@ def test_the_gate_scores_a_model_as_evaluate_did(tmp_path_factory, tiny_bert, tm
 
     if autocast_dtype(torch.device("cpu"), e.precision) is not None:  # this machine autocasts to bf16
         fp32 = promote.score_model(train.registered_model, version, CHALLENGER, rows,
-                                   EvaluateParams(e.batch_size, "fp32", e.calibration_bins), tmp_path / "fp32")
+                                   e.model_copy(update={"precision": "fp32"}), tmp_path / "fp32")
         assert fp32.metrics["log_loss"] != evaluate["log_loss"]  # the old gate's fp32 gave other numbers
