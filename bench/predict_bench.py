@@ -12,9 +12,9 @@ predicted class on our path matches the plain fp32 prediction of the same checkp
 the same text preparation; accuracy is reported for both.
 
 Checkpoint: --model (default models/best) with the test split beside it (data/split/test.parquet);
-when there is none, a small checkpoint is fine-tuned first with the project's own stages
-(ingest, split, tokenize, train on 1,500 default reviews) in --scratch, and reused from there
-on the next run.
+when there is none, a small checkpoint is fine-tuned from --base-model (default: params.yaml's
+tokenize.model) first with the project's own stages (ingest, split, tokenize, train on 1,500
+default reviews) in --scratch, and reused from there on the next run with the same params.
 Last line: RESULT predict_speedup_vs_pipeline=<median ratio> agreement=<share>.
 
 With --onnx (and with --options) the same checkpoint also runs on ONNX Runtime, exported from
@@ -29,6 +29,8 @@ batches as our path, and is a way in the same rounds: the log gives its time vs 
 Run: python bench/predict_bench.py [--rows 1000] [--rounds 10] [--scratch DIR]
      python bench/predict_bench.py --options   # also time the choices one by one (see build_ways)
      python bench/predict_bench.py --onnx      # also the ONNX Runtime ways (needs the bench extra)
+     python bench/predict_bench.py --quick [--model DIR | --base-model DIR] [--scratch DIR]
+         # a smoke test: 32 reviews in 2 rounds; a checkpoint fine-tuned for 8 steps on 64 reviews
 """
 
 from __future__ import annotations
@@ -67,24 +69,31 @@ OPTION_BATCHES = (8, 64)
 # The small checkpoint when there is no models/best: the default recipe on fewer rows.
 SMALL_RUN = {"split": {"max_train": 1500, "max_val": 200, "max_test": 1000},
              "train": {"eval_every_steps": 100_000, "save_every_steps": 100_000}}
+# --quick: 32 test reviews in 2 rounds, and a smoke-test checkpoint: 8 steps of 8 reviews at length 64
+QUICK = {"rows": 32, "rounds": 2}
+QUICK_RUN = {"split": {"max_train": 64, "max_val": 16, "max_test": 32},
+             "tokenize": {"max_length": 64, "head_tokens": 16},
+             "train": {"min_steps": 0, "eval_every_steps": 100_000, "save_every_steps": 100_000}}
 
 
-def finetune_small(scratch: Path) -> tuple[Path, Path]:
-    """A checkpoint trained by the project's stages in scratch (kept for the next run)."""
+def finetune_small(scratch: Path, run: dict, base_model: str | None) -> tuple[Path, Path]:
+    """A checkpoint trained by the project's stages in scratch with params.yaml updated by run
+    (and tokenize.model set to base_model when given); kept for the next run with the same params."""
     best, test = scratch / "best", scratch / "split" / "test.parquet"
-    if (best / "config.json").exists() and test.exists():
+    params = load_yaml((ROOT / "params.yaml").read_text())
+    for section, values in run.items():
+        params[section].update(values)
+    if base_model:
+        params["tokenize"]["model"] = base_model
+    text, p = yaml.safe_dump(params, sort_keys=False), scratch / "params.yaml"
+    if (best / "config.json").exists() and test.exists() and p.exists() and p.read_text() == text:
         log.info("reusing the small checkpoint fine-tuned earlier in %s", best)
         return best, test
     from stages import ingest, split, tokenize, train
 
-    log.warning("no checkpoint given and no models/best: fine-tuning a small one first in %s "
-                "(default params, %d training reviews)", scratch, SMALL_RUN["split"]["max_train"])
-    scratch.mkdir(parents=True, exist_ok=True)
-    params = load_yaml((ROOT / "params.yaml").read_text())
-    for section, values in SMALL_RUN.items():
-        params[section].update(values)
-    p = scratch / "params.yaml"
-    p.write_text(yaml.safe_dump(params, sort_keys=False))
+    log.warning("no checkpoint given and no models/best: fine-tuning a small one from %s first in %s "
+                "(default params but %s)", params["tokenize"]["model"], scratch, run)
+    p.write_text(text)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")
     common = ["--params", str(p)]
     ingest.main([*common, "--out", str(scratch / "ingested"), "--metrics", str(scratch / "ingest.json")])
@@ -92,9 +101,10 @@ def finetune_small(scratch: Path) -> tuple[Path, Path]:
                 "--metrics", str(scratch / "split.json")])
     tokenize.main([*common, "--data", str(scratch / "split"), "--out", str(scratch / "tokenized"),
                    "--metrics", str(scratch / "tokenize.json")])
-    train.main([*common, "--data", str(scratch / "tokenized"), "--out", str(best), "--state",
-                str(scratch / "resume"), "--run-file", str(scratch / "run.json"), "--metrics",
-                str(scratch / "train.json"), "--curve", str(scratch / "curve.csv")])
+    train.main([*common, "--data", str(scratch / "tokenized"), "--split", str(scratch / "split"), "--out", str(best),
+                "--state", str(scratch / "resume"), "--run-file", str(scratch / "run.json"), "--metrics",
+                str(scratch / "train.json"), "--details", str(scratch / "train_details.json"),
+                "--curve", str(scratch / "curve.csv")])
     return best, test
 
 
@@ -106,9 +116,11 @@ def find_checkpoint(args: argparse.Namespace) -> tuple[Path, Path]:
             raise SystemExit(f"{test}: no test split beside {model}; run the pipeline (dvc repro) or "
                              "name the test split with --test")
         return model, test
-    scratch = Path(args.scratch or Path(tempfile.gettempdir()) / "bertpipe-predict-bench").resolve()
-    with contextlib.chdir(scratch if scratch.exists() else Path.cwd()):
-        return finetune_small(scratch)
+    default = "bertpipe-predict-bench-quick" if args.quick else "bertpipe-predict-bench"
+    scratch = Path(args.scratch or Path(tempfile.gettempdir()) / default).resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(scratch):  # MLflow's ./mlruns artifacts go beside its store, not where the bench runs
+        return finetune_small(scratch, QUICK_RUN if args.quick else SMALL_RUN, args.base_model)
 
 
 def pipeline_way(folder: Path, max_length: int, batch_size: int):
@@ -294,8 +306,15 @@ def main() -> None:
     parser.add_argument("--options", action="store_true",
                         help="also time each choice of our path undone, and the ONNX ways")
     parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime ways (see export_onnx)")
+    parser.add_argument("--base-model", help="the model the small checkpoint is fine-tuned from when there is no "
+                        "--model checkpoint (default: params.yaml's tokenize.model)")
     parser.add_argument("--prepare-only", action="store_true", help="only find or fine-tune the checkpoint")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke test in seconds: {QUICK}, and a small "
+                        f"checkpoint fine-tuned with {QUICK_RUN}")
     args = parser.parse_args()
+    if args.quick:  # the quick sizes as defaults: a flag given still wins
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args()
     folder, test_file = find_checkpoint(args)
     if args.prepare_only:
         return

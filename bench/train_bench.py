@@ -21,7 +21,9 @@ sampler is replaced by this same per-window order; the batches are the same rows
 
 Last line: RESULT speedup_vs_tutorial=<median> speedup_vs_trainer=<median>.
 
-Run: pip install -e ".[bench]" && python bench/train_bench.py [--rows 512] [--rounds 8]
+Run: pip install -e ".[bench]" && python bench/train_bench.py [--rows 512] [--rounds 8] [--max-length 512]
+     python bench/train_bench.py --quick [--model FOLDER]   # 32 reviews, 2 rounds, length 64: a smoke test
+The trainer way needs accelerate (the bench extra); without it, --ways ours,tutorial.
 On a GPU: python bench/train_bench.py --gpu-mfu reports tokens/s and model-FLOPs utilisation of
 a bert-base-size model (random init) at length 512 in bf16 instead.
 """
@@ -29,6 +31,7 @@ a bert-base-size model (random init) at length 512 in bf16 instead.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import multiprocessing as mp
 import statistics
@@ -44,9 +47,8 @@ from bertpipe.artifacts import TokenizedSplit
 from bertpipe.batching import length_grouped_batches
 from bertpipe.config import TrainParams
 from bertpipe.contracts import TokenizedMeta
-from bertpipe.embedded import embedded_model_dir
 from bertpipe.logs import setup_logging
-from bertpipe.modeling import autocast_dtype
+from bertpipe.modeling import autocast_dtype, resolve_model
 from bertpipe.params import from_mapping, load_yaml
 from bertpipe.sources import movie_reviews
 from bertpipe.text import Normalization, normalize
@@ -57,17 +59,18 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("train_bench")
 MODEL = "embedded:minilm-l6"
 MAX_LENGTH, BATCH, LR, WARMUP, SEED = 512, 16, 5e-5, 0.1, 0
+QUICK = {"rows": 32, "rounds": 2, "max_length": 64}  # --quick: two windows of one batch each
 WAYS = ("ours", "trainer", "tutorial")
 # Not run by default: our loop with transformers' own eager attention, to see what ours gives.
 EXTRA_WAYS = ("ours_eager",)
 
 
-def load_rows(rows: int) -> tuple[list[str], np.ndarray, TokenizedSplit]:
+def load_rows(rows: int, model: str, max_length: int) -> tuple[list[str], np.ndarray, TokenizedSplit]:
     raw = movie_reviews("imdb").sample(n=rows, random_state=SEED)  # both classes, like a real run
     texts = [normalize(t, Normalization()) for t in raw["text"]]
     labels = raw["label"].to_numpy().astype(np.int64)
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL)))
-    tokens = TokenizedSplit.from_rows(Encoder(tokenizer, MAX_LENGTH, "head", 0).encode(texts).rows(), labels)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model))
+    tokens = TokenizedSplit.from_rows(Encoder(tokenizer, max_length, "head", 0).encode(texts).rows(), labels)
     return texts, labels, tokens
 
 
@@ -80,17 +83,17 @@ def windows_of(rows: int, rounds: int) -> list[np.ndarray]:
     return [order[i * per : (i + 1) * per] for i in range(rounds)]
 
 
-def fresh_model(**kwargs):
+def fresh_model(model: str, **kwargs):
     torch.manual_seed(SEED)
-    return AutoModelForSequenceClassification.from_pretrained(str(embedded_model_dir(MODEL)), num_labels=2, **kwargs)
+    return AutoModelForSequenceClassification.from_pretrained(resolve_model(model), num_labels=2, **kwargs)
 
 
-def tutorial_way(texts, labels, windows, conn) -> None:
-    """The classic recipe: pad everything to 512, shuffle, fp32."""
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL)))
-    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
-    ids, mask, y = enc["input_ids"], enc["attention_mask"], torch.from_numpy(labels)  # (N, 512)
-    model = fresh_model(attn_implementation="eager")
+def tutorial_way(texts, labels, windows, conn, model_name: str, max_length: int) -> None:
+    """The classic recipe: pad everything to max_length (512), shuffle, fp32."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_name))
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    ids, mask, y = enc["input_ids"], enc["attention_mask"], torch.from_numpy(labels)  # (N, max_length)
+    model = fresh_model(model_name, attn_implementation="eager")
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     steps = sum(len(w) for w in windows) // BATCH
     scheduler = get_linear_schedule_with_warmup(optimizer, int(WARMUP * steps), steps)
@@ -111,7 +114,8 @@ def tutorial_way(texts, labels, windows, conn) -> None:
     serve(conn, windows, run)
 
 
-def ours_way(tokens: TokenizedSplit, windows, conn, attention: str | None = None) -> None:
+def ours_way(tokens: TokenizedSplit, windows, conn, model_name: str, max_length: int,
+             attention: str | None = None) -> None:
     """The train stage's own pieces: build_model, build_optimizer, optimisation_step."""
     from stages import train
 
@@ -121,12 +125,12 @@ def ours_way(tokens: TokenizedSplit, windows, conn, attention: str | None = None
     p = from_mapping(TrainParams, "train", params, ROOT / "params.yaml")
     device = torch.device("cpu")
     dtype = autocast_dtype(device, p.precision)
-    pad_id = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL))).pad_token_id
-    meta = TokenizedMeta(model=MODEL, model_revision="", tokenizer="tokenizer", max_length=MAX_LENGTH,
+    pad_id = AutoTokenizer.from_pretrained(resolve_model(model_name)).pad_token_id
+    meta = TokenizedMeta(model=model_name, model_revision="", tokenizer="tokenizer", max_length=max_length,
                          truncation="head", head_tokens=0, pad_token_id=pad_id, labels=["negative", "positive"],
                          normalization={})
     torch.manual_seed(SEED)
-    model = train.build_model(MODEL, "", meta.labels, device)
+    model = train.build_model(model_name, "", meta.labels, device)
     if attention:
         model.set_attn_implementation(attention)
     steps = sum(len(w) for w in windows) // BATCH
@@ -145,7 +149,7 @@ def ours_way(tokens: TokenizedSplit, windows, conn, attention: str | None = None
     serve(conn, windows, run)
 
 
-def trainer_way(tokens: TokenizedSplit, windows, conn, workdir: str) -> None:
+def trainer_way(tokens: TokenizedSplit, windows, conn, workdir: str, model_name: str) -> None:
     """The Trainer's own loop; a callback hands control back to the bench at each window's end."""
     from torch.utils.data import Sampler
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
@@ -182,7 +186,7 @@ def trainer_way(tokens: TokenizedSplit, windows, conn, workdir: str) -> None:
                 raise SystemExit(0)
             self.t0 = time.perf_counter()
 
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir(MODEL)))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_name))
     dataset = [{"input_ids": tokens.row(i).tolist(), "labels": int(tokens.labels[i])} for i in range(len(tokens))]
     bf16 = autocast_dtype(torch.device("cpu"), "auto") is not None
     args = TrainingArguments(output_dir=str(Path(workdir) / "trainer"), per_device_train_batch_size=BATCH,
@@ -190,7 +194,7 @@ def trainer_way(tokens: TokenizedSplit, windows, conn, workdir: str) -> None:
                              bf16=bf16, train_sampling_strategy="group_by_length", save_strategy="no", report_to=[],
                              logging_steps=10_000, seed=SEED, use_cpu=True, dataloader_num_workers=0,
                              disable_tqdm=True)
-    trainer = Windows(model=fresh_model(), args=args, train_dataset=dataset,
+    trainer = Windows(model=fresh_model(model_name), args=args, train_dataset=dataset,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[Handback()])
     conn.send("ready")
     trainer.train()
@@ -206,20 +210,20 @@ def serve(conn, windows, run) -> None:
         conn.send((time.perf_counter() - t0, loss))
 
 
-def worker(way: str, rows: int, rounds: int, conn, workdir: str) -> None:
+def worker(way: str, rows: int, rounds: int, model: str, max_length: int, conn, workdir: str) -> None:
     setup_logging()
     torch.manual_seed(SEED)
-    texts, labels, tokens = load_rows(rows)
+    texts, labels, tokens = load_rows(rows, model, max_length)
     windows = windows_of(rows, rounds)
     if way == "tutorial":
-        tutorial_way(texts, labels, windows, conn)
+        tutorial_way(texts, labels, windows, conn, model, max_length)
     elif way == "trainer":
-        trainer_way(tokens, windows, conn, workdir)
+        trainer_way(tokens, windows, conn, workdir, model)
     else:
-        ours_way(tokens, windows, conn, "eager" if way == "ours_eager" else None)
+        ours_way(tokens, windows, conn, model, max_length, "eager" if way == "ours_eager" else None)
 
 
-def interleaved(ways: list[str], rows: int, rounds: int) -> dict[str, list[float]]:
+def interleaved(ways: list[str], rows: int, rounds: int, model: str, max_length: int) -> dict[str, list[float]]:
     """samples/s per way and round; round r starts with way r mod len(ways)."""
     ctx = mp.get_context("spawn")
     window_rows = len(windows_of(rows, rounds)[0])
@@ -228,7 +232,7 @@ def interleaved(ways: list[str], rows: int, rounds: int) -> dict[str, list[float
         conns, procs = {}, []
         for way in ways:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(way, rows, rounds, child, tmp), daemon=True)
+            proc = ctx.Process(target=worker, args=(way, rows, rounds, model, max_length, child, tmp), daemon=True)
             proc.start()
             conns[way], procs = parent, procs + [proc]
         for way in ways:
@@ -283,14 +287,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--ways", default=",".join(WAYS),
                         help="a comma list of ours, trainer, tutorial (and ours_eager: our loop with eager attention)")
+    parser.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens per review (padded to it by "
+                        "the tutorial way)")
+    parser.add_argument("--model", default=MODEL, help="the model every way fine-tunes: the embedded MiniLM, a "
+                        "local model folder or a hub id")
     parser.add_argument("--gpu-mfu", action="store_true")
+    parser.add_argument("--quick", action="store_true", help=f"tiny sizes for a smoke test: {QUICK}")
     args = parser.parse_args()
+    if args.quick:  # the quick sizes as defaults: a flag given still wins
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args()
     if args.gpu_mfu:
         return gpu_mfu()
     ways = args.ways.split(",")
     if unknown := set(ways) - set(WAYS + EXTRA_WAYS):
         raise SystemExit(f"--ways: unknown {sorted(unknown)}; choose from {', '.join(WAYS + EXTRA_WAYS)}")
-    speed = interleaved(ways, args.rows, args.rounds)
+    if "trainer" in ways and importlib.util.find_spec("accelerate") is None:
+        raise SystemExit("--ways trainer: the Hugging Face Trainer needs accelerate, which is not installed; "
+                         'pip install -e ".[bench]" adds it, or leave the trainer out: --ways ours,tutorial')
+    speed = interleaved(ways, args.rows, args.rounds, args.model, args.max_length)
     for way, values in speed.items():
         log.info("%-8s median %.2f samples/s (min %.2f, max %.2f)", way, statistics.median(values), min(values),
                  max(values))
