@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,10 +29,25 @@ log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 10
 MODEL_NAME = "model"  # artifact name of the logged classifier inside its run
-# MLflow 3's UI opens an experiment by its kind: without this tag it guesses "GenAI" and shows
-# an empty traces overview instead of the runs table.
+# The experiment's kind, for MLflow's API and older UIs. MLflow 3.17's UI ignores it: it opens an
+# experiment on the GenAI overview unless the URL says workflowType=machine_learning (or the
+# browser remembers its GenAI | Model training switch), hence runs_link.
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow keys are "<section>/<name>": the UI's charts group a run's metrics by the part before
+# the last "/" and sort the groups by name, so the loss curves (train and validation) come
+# first, then the one-point test results, then the rest of train and val. The metrics files
+# and `dvc metrics show` keep their names; this is the one table between the two.
+METRIC_KEYS = {("train", "loss"): "loss/train", ("val", "log_loss"): "loss/val"}
+# The runs table's key columns, as an MLflow saved view on the experiment: the UI reads a view
+# from the experiment tag mlflow.sharedViewState.<key> when the URL has viewStateShareKey=<key>.
+RUNS_VIEW_KEY, RUNS_VIEW_NAME = "bertpipe", "bertpipe: key columns"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+KEY_METRICS = (("test", "accuracy"), ("test", "accuracy_gain_over_baseline"), ("val", "best_accuracy"))
+KEY_PARAMS = ("learning_rate", "max_length", "epochs")
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "dvc", "pandas", "numpy", "scikit-learn")
+# The hashed locks requirements/lock.sh writes, relative to the project root; each pins its torch build.
+LOCK_FILES = ("requirements/cpu.lock", "requirements/cuda.lock")
 
 
 def configure() -> str:
@@ -134,6 +152,22 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def lock_state(root: str | Path = ".") -> dict[str, str]:
+    """The lock whose torch pin is the installed torch (torch==2.13.0+cpu: the CPU lock), and its
+    sha256: which pinned environment a run's numbers come from. "none" for both when no lock
+    under root pins this torch (another torch, or no lock file)."""
+    try:
+        installed = version("torch")
+    except PackageNotFoundError:
+        installed = None
+    for name in LOCK_FILES:
+        path = Path(root) / name
+        if installed and path.is_file() and \
+                re.search(rf"^torch=={re.escape(installed)}\s", path.read_text(encoding="utf-8"), re.MULTILINE):
+            return {"lock_file": name, "lock_sha256": file_digest(path)}
+    return {"lock_file": "none", "lock_sha256": "none"}
+
+
 def run_name() -> str:
     """The DVC experiment's name, else repro-<short commit> (with -dirty for uncommitted changes)."""
     if exp := os.environ.get("DVC_EXP_NAME"):
@@ -145,14 +179,58 @@ def run_name() -> str:
 
 
 def mark_model_training(experiment_id: str) -> None:
-    """Tag the experiment as model training (once; a kind set by hand in the UI is kept)."""
+    """Tag the experiment as model training (once; a kind set by hand in the UI is kept) and
+    save its runs view (key columns, best test accuracy first), which runs_link opens."""
     client = mlflow.MlflowClient()
-    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+    tags = client.get_experiment(experiment_id).tags
+    if EXPERIMENT_KIND_TAG not in tags:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    state = runs_view_state()
+    try:
+        saved = json.loads(json.loads(tags[VIEW_TAG_PREFIX + RUNS_VIEW_KEY])["state"])
+    except (KeyError, TypeError, ValueError):
+        saved = None
+    if saved != state:  # the view as this code defines it (a renamed metric moves its column)
+        now = int(time.time() * 1000)
+        envelope = {"name": RUNS_VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+        client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + RUNS_VIEW_KEY, json.dumps(envelope))
+
+
+def runs_view_state() -> dict:
+    """The runs table's state in MLflow 3.17's saved-view format: columns, sort order."""
+    columns = [f"metrics.`{metric_key(*m)}`" for m in KEY_METRICS] + [f"params.`{p}`" for p in KEY_PARAMS]
+    return {"selectedColumns": columns, "orderByKey": columns[0], "orderByAsc": False}
+
+
+def runs_link(experiment_id: str, uri: str | None = None) -> str:
+    """The address of the experiment's runs table with its key columns: on the tracking server,
+    or where `mlflow ui` serves a local store. workflowType=machine_learning: MLflow 3.17's UI
+    otherwise opens on its GenAI overview, whatever the experiment's tags."""
+    uri = uri or mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        parts = urllib.parse.urlsplit(uri)  # no user info, no query: nothing secret in a logged link
+        base = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path.rstrip('/')}"
+    else:
+        base = LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}"
+
+
+def metric_key(section: str, name: str) -> str:
+    """The MLflow key of a metric: its section (train, val or test), then its metrics-file name."""
+    return METRIC_KEYS.get((section, name), f"{section}/{name}")
+
+
+def log_metrics(section: str, metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({metric_key(section, k): v for k, v in metrics.items()}, step=step)
+
+
+def log_params(params: dict) -> None:
+    """Log params; a whole-number float as the integer it is (epochs: 1 -> "1", not "1.0")."""
+    mlflow.log_params({k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()})
 
 
 def run_tags(device: str) -> dict[str, str]:
-    tags = {**git_state(), **library_versions(), "device": device}
+    tags = {**git_state(), **library_versions(), **lock_state(), "device": device}
     if exp := os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = exp
     return mask_mapping(tags)
