@@ -242,8 +242,13 @@ def test_a_repository_variable_picks_the_runner_and_the_torch_build():
     for job in ("check", "train", "promote"):  # one set of numbers
         assert JOBS[job]["runs-on"] == runner, job
         install = next(s for s in steps(job) if "pip install" in s.get("run", ""))
-        assert install["env"]["TORCH_INDEX"] == "${{ vars.TORCH_INDEX || 'cpu' }}"
-        assert 'https://download.pytorch.org/whl/$TORCH_INDEX' in install["run"]
+        assert install["env"]["TORCH_BUILD"] == "${{ vars.TORCH_BUILD || 'cpu' }}"
+        # The README's install lines for the CPU build (tests/test_pinning.py checks them), the CUDA lock otherwise.
+        readme = (ROOT / "README.md").read_text()
+        for line in ("python -m pip install -r requirements/cpu.lock",
+                     "python -m pip install -r requirements/cuda.lock",
+                     "python -m pip install --no-deps --no-build-isolation -e ."):
+            assert line in install["run"] and line in readme
 
 
 # --- ci/retrain.sh with dvc's data commands and the gate stubbed ------------------------------
