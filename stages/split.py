@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import SplitParams
 from bertpipe.contracts import ASSIGNMENT_FILE, DatasetMeta
+from bertpipe.errors import DataError
 from bertpipe.logs import run_cli
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.tables import ROW_GROUP_ROWS, ParquetFrameWriter
@@ -85,13 +86,13 @@ def read_rows(path: str, seed: int) -> tuple[pd.DataFrame, pa.Table, int]:
 
 def check_input(df: pd.DataFrame, repeated: int, names: list[str], path: str) -> None:
     if repeated:
-        raise ValueError(f"{path}: {repeated} texts repeat the match key of another row (bertpipe.text.match_key), "
-                         "so one text could land in two splits; ingest keeps one row per key: rerun ingest "
-                         "(dvc repro ingest) rather than editing its output")
+        raise DataError(f"{path}: {repeated} texts repeat the match key of another row (bertpipe.text.match_key), "
+                        "so one text could land in two splits; ingest keeps one row per key: rerun ingest "
+                        "(dvc repro ingest) rather than editing its output")
     counts = df["label"].value_counts().sort_index()
     if counts.min() < 3:
-        raise ValueError(f"{path}: class {names[counts.idxmin()]!r} has only {counts.min()} rows; train, validation "
-                         "and test each need one: add rows, or leave the class out of ingest.label_names")
+        raise DataError(f"{path}: class {names[counts.idxmin()]!r} has only {counts.min()} rows; train, validation "
+                        "and test each need one: add rows, or leave the class out of ingest.label_names")
 
 
 def home_splits(df: pd.DataFrame, p: SplitParams) -> tuple[pd.Series, bool]:
@@ -129,7 +130,7 @@ def drawn(rows: pd.DataFrame, shares: pd.Series, cap: int | None, name: str, nam
     cap_words = f"split.max_{name}={cap}" if cap is not None else f"no cap (split.max_{name}=null)"
     for label, k in quota.items():
         if k < 1:
-            raise ValueError(
+            raise DataError(
                 f"split {name}: class {names[label]!r} would have no row ({available[label]} of its rows are in "
                 f"the {name} split, {cap_words}, its share {shares[label]:.3g}): raise split.max_{name}, "
                 f"add rows of class {names[label]!r}, or change split.val_fraction / split.test_fraction")

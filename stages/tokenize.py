@@ -26,6 +26,7 @@ from transformers import AutoTokenizer
 from bertpipe.artifacts import atomic_dir, write_json
 from bertpipe.config import TokenizeParams
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
+from bertpipe.errors import ParamsError
 from bertpipe.logs import run_cli
 from bertpipe.modeling import pretrained_kwargs, resolve_model
 from bertpipe.params import PARAMS_FILE, load_section
@@ -49,11 +50,11 @@ def load_tokenizer(params: TokenizeParams):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(params.model),
                                               **pretrained_kwargs(params.model, params.model_revision))
     if not tokenizer.is_fast:
-        raise ValueError(f"tokenize.model={params.model!r}: has no fast tokenizer; pick a model with tokenizer.json")
+        raise ParamsError(f"tokenize.model={params.model!r}: has no fast tokenizer; pick a model with tokenizer.json")
     limit = tokenizer.model_max_length
     if limit and params.max_length > limit:
-        raise ValueError(f"tokenize.max_length={params.max_length} in params: above the model's limit "
-                         f"of {limit} tokens; set it to {limit} or less")
+        raise ParamsError(f"tokenize.max_length={params.max_length} in params: above the model's limit "
+                          f"of {limit} tokens; set it to {limit} or less")
     return tokenizer
 
 

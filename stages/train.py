@@ -23,7 +23,6 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
@@ -52,7 +51,7 @@ from bertpipe.modeling import (
 )
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.resume import ResumeState, load_state, mark_finished, resume_key, save_state
-from bertpipe.tracking import log_classifier, log_dataset, run_tags, start_run
+from bertpipe.tracking import log_classifier, log_dataset, log_metrics, log_params, run_tags, runs_link, start_run
 
 log = logging.getLogger("train")
 CURVE_COLUMNS = ["step", "train_loss", "learning_rate", "val_metric"]
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
     total_steps = total_steps_for(steps_per_epoch, p)
     inputs = [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")]
-    key = resume_key(asdict(p), inputs, dist.world_size(), __file__, resolve_model(meta.model), device, dtype)
+    key = resume_key(p.model_dump(), inputs, dist.world_size(), __file__, resolve_model(meta.model), device, dtype)
     state = load_state(args.state, key)
 
     run = start_run(p.mlflow_experiment, state.run_id) if dist.is_main() else None  # fails fast if unreachable
@@ -238,10 +237,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def log_run_inputs(args, p: TrainParams, meta: TokenizedMeta, train, val, total_steps: int, device,
                    dtype) -> None:
-    mlflow.log_params({**asdict(p), "model": meta.model, "model_revision": meta.model_revision,
-                       "max_length": meta.max_length, "truncation": meta.truncation, "head_tokens": meta.head_tokens,
-                       "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
-                       "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
+    log_params({**p.model_dump(), "model": meta.model, "model_revision": meta.model_revision,
+                "max_length": meta.max_length, "truncation": meta.truncation, "head_tokens": meta.head_tokens,
+                "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
+                "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
     mlflow.set_tags(run_tags(str(device)))
     log_dataset(f"{args.data}/train.safetensors", "train", "training", train.labels, train.lengths)
     log_dataset(f"{args.data}/val.safetensors", "val", "validation", val.labels, val.lengths)
@@ -254,7 +253,7 @@ def log_train_point(state: ResumeState, learning_rate: float, run) -> None:
     state.history.append({"step": state.step, "train_loss": loss, "learning_rate": learning_rate})
     state.log_loss, state.log_steps = 0.0, 0
     if run:
-        mlflow.log_metrics({"train_loss": loss, "learning_rate": learning_rate}, step=state.step)
+        log_metrics("train", {"loss": loss, "learning_rate": learning_rate}, step=state.step)
 
 
 def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: TokenizedMeta, state: ResumeState,
@@ -267,7 +266,8 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
     value = selection_value(p.metric, metrics)
     state.history[-1]["val_metric"] = value  # log_train_point wrote this step's point just before
     if run:
-        mlflow.log_metrics({**{f"val_{k}": v for k, v in metrics.items()}, **rates}, step=state.step)
+        log_metrics("val", metrics, step=state.step)
+        log_metrics("train", rates, step=state.step)
     best_loss = state.best_metrics.get("log_loss", float("nan"))
     if is_better(value, state.best_value, metrics["log_loss"], best_loss):
         state.best_value, state.best_step, state.best_metrics = value, state.step, metrics
@@ -300,11 +300,15 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: Tra
     with atomic_path(args.curve) as tmp:
         curve.to_csv(tmp, index=False, float_format="%.6g")
     if run:
-        mlflow.log_metrics({f"best_val_{k}": v for k, v in state.best_metrics.items()})
+        # One-point numbers: the headline ones as metrics (runs table columns), all of them in
+        # the summary file; MLflow would draw a one-bar chart for each.
+        log_metrics("val", {f"best_{k}": state.best_metrics[k] for k in dict.fromkeys(["accuracy", chosen])})
+        mlflow.log_artifact(args.details)
         example_out = Classifier.load(args.out).predict_frame(EXAMPLE_TEXTS)
         lineage = log_lineage(args.split)  # what the gate checks overlap and class names against
         log_classifier(Path(args.out), EXAMPLE_TEXTS, example_out, p.registered_model, lineage)
         mlflow.end_run()
+        log.info("runs table, key columns (with `mlflow ui` running): %s", runs_link(run.info.experiment_id))
     write_json({"run_id": state.run_id}, args.run_file)
     mark_finished(args.state)
     log.info("best val at step %d: %s", state.best_step, state.best_metrics)

@@ -42,7 +42,7 @@ def test_dvc_repro_runs_all_stages_then_has_nothing_to_do(reproduced, repo):
     # The MLflow run holds train's and evaluate's metrics.
     run_id = json.loads((repo / "models/run.json").read_text())["run_id"]
     run = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}").get_run(run_id)
-    assert "test_accuracy" in run.data.metrics and "best_val_accuracy" in run.data.metrics
+    assert "test/accuracy" in run.data.metrics and "val/best_accuracy" in run.data.metrics
 
 
 def test_changing_a_training_param_reruns_only_train_and_evaluate(repo):

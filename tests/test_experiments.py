@@ -48,7 +48,7 @@ def check_one_run(project, name: str, learning_rate: str) -> None:
     assert len(runs) == 1, f"experiment {name}: {len(runs)} MLflow runs"
     run = runs[0]
     assert run.data.params["learning_rate"] == learning_rate and run.data.tags["dvc_exp_name"] == name
-    assert "best_val_accuracy" in run.data.metrics and "test_accuracy" in run.data.metrics  # train and evaluate
+    assert "val/best_accuracy" in run.data.metrics and "test/accuracy" in run.data.metrics  # train and evaluate
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
     assert f"`dvc exp apply {name} && dvc pull && dvc repro`" in version.description

@@ -130,4 +130,4 @@ def test_balanced_weights_give_the_rare_class_recall(tmp_path, tiny_bert, mlflow
     assert "does not beat the TF-IDF + logistic regression baseline" in caplog.text
     logged = mlflow.MlflowClient(mlflow_uri).get_run(result["run_id"]).data
     assert logged.params["class_weights"] == "balanced" and logged.params["min_steps"] == "120"
-    assert logged.metrics["test_baseline_majority_f1_macro"] == pytest.approx(report["baseline_majority_f1_macro"])
+    assert logged.metrics["test/baseline_majority_f1_macro"] == pytest.approx(report["baseline_majority_f1_macro"])

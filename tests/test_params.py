@@ -2,6 +2,7 @@ import shutil
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from bertpipe.config import EvaluateParams, IngestParams, SplitParams, TokenizeParams, TrainParams
 from bertpipe.params import ParamsError, load_section, load_yaml
@@ -17,19 +18,32 @@ def test_defaults_in_params_yaml_load():
 def test_values_are_typed_and_frozen(tmp_path):
     p = load_section(SplitParams, "split", write_params(tmp_path / "p.yaml", split={"val_fraction": 0.25}))
     assert p.val_fraction == 0.25 and isinstance(p.seed, int)
-    with pytest.raises(AttributeError):
-        p.seed = 1  # frozen
+    with pytest.raises(ValidationError, match="frozen"):
+        p.seed = 1
 
 
 @pytest.mark.parametrize("section,values,match", [
     ("split", {"val_fraction": 1.2}, r"split\.val_fraction=1\.2 in .*p\.yaml: must be > 0 and < 1"),
     ("split", {"val_fraction": 0.5, "test_fraction": 0.5}, r"split\.test_fraction=0\.5 .*must be below 1"),
+    ("split", {"max_val": 0}, r"split\.max_val=0 in .*p\.yaml: must be >= 1$"),
     ("split", {"vall_fraction": 0.1},
-     r"split\.vall_fraction in .*: unknown key; known keys of split are: .*val_fraction"),
-    ("train", {"batch_size": "16"}, r"train\.batch_size='16' .*must be of type int"),
-    ("train", {"batch_size": True}, r"train\.batch_size=True .*must be a number"),
-    ("train", {"precision": "fp16"}, r"train\.precision='fp16' .*must be one of 'auto', 'bf16', 'fp32'"),
-    ("train", {"learning_rate": 0}, r"train\.learning_rate=0\.0 .*must be > 0"),
+     r"split\.vall_fraction in .*p\.yaml: unknown key; did you mean 'val_fraction'\? Known keys of split are: "
+     r".*val_fraction"),
+    ("split", {"vall_fraction": 0.1, "zzz": 1}, r"split\.vall_fraction in .*unknown key; did you mean .*"
+                                                r"\(also unknown: zzz\)$"),
+    ("split", {"zzz": 1}, r"split\.zzz in .*unknown key; known keys of split are: keep_source_test, max_test"),
+    ("train", {"batch_size": "16"}, r"train\.batch_size='16' .*must be of type int, not text: write the number "
+                                    r"without quotes"),
+    ("train", {"batch_size": True}, r"train\.batch_size=True .*must be a number \(int\), not true or false"),
+    ("train", {"seed": 42.0}, r"train\.seed=42\.0 .*must be of type int: a whole number such as 42, without a "
+                              r"decimal point"),
+    ("train", {"epochs": float("nan")}, r"train\.epochs=nan .*must be a finite number"),
+    ("train", {"precision": "fp16"}, r"train\.precision='fp16' .*must be one of 'auto', 'bf16', 'fp32' "
+                                     r"\(did you mean 'bf16'\?\)"),
+    ("train", {"learning_rate": 0}, r"train\.learning_rate=0 .*must be > 0 and <= 1"),
+    ("train", {"mlflow_experiment": " "}, r"train\.mlflow_experiment=' ' .*must not be empty"),
+    ("train", {"batch_size": 0, "epochs": "1"},
+     r"train\.epochs='1' .*must be of type float, not text.* \(also wrong: train\.batch_size\)$"),
     ("tokenize", {"truncation": "middle"}, r"tokenize\.truncation='middle' .*must be one of"),
     ("tokenize", {"max_length": 64, "head_tokens": 100}, r"tokenize\.head_tokens=100 .*<= 61"),
 ])
@@ -101,11 +115,12 @@ def test_missing_key_names_section_key_and_fix(tmp_path, cls, section, key):
 
 
 def readme_exp_runs() -> list[list[str]]:
-    """Every `dvc exp run` command of the README's ```bash blocks, as words (continuations joined)."""
+    """Every `dvc exp run` command of the ```bash blocks of the README and docs/ (the full-data
+    presets are in docs/results.md), as words (continuations joined)."""
     import re
     import shlex
 
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))))
     runs = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
@@ -116,8 +131,8 @@ def readme_exp_runs() -> list[list[str]]:
 
 
 def test_every_readme_experiment_sets_valid_params(tmp_path):
-    """The README's experiments and presets (the full-data ones take an hour, so they are not run
-    here) set keys that exist, with values every stage accepts, as `dvc exp run -S` writes them."""
+    """The README's experiments and docs/results.md's presets (the full-data ones take an hour, so
+    they are not run here) set keys that exist, with values every stage accepts, as `dvc exp run -S` writes them."""
     from dvc.utils.hydra import apply_overrides
 
     runs = readme_exp_runs()

@@ -46,10 +46,12 @@ def test_split_is_stratified_seeded_disjoint_and_capped(tmp_path):
             "--metrics", str(tmp_path / "m.json")]
     split.main(args)
     parts = {n: pd.read_parquet(tmp_path / f"sp/{n}.parquet") for n in ("train", "val", "test")}
-    assert [len(parts[n]) for n in ("train", "val", "test")] == [100, 20, 40]
+    assert len(parts["train"]) == 100  # capped; val and test take their rows by hash: about 20 and 40
+    assert 10 <= len(parts["val"]) <= 30 and 25 <= len(parts["test"]) <= 55
     ids = [set(p["id"]) for p in parts.values()]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    assert parts["train"]["label"].mean() == 0.5 and parts["test"]["label"].mean() == 0.5
+    for part in parts.values():  # each class within one row of half of each split
+        assert abs(part["label"].sum() - len(part) / 2) < 1
     counts = json.loads((tmp_path / "m.json").read_text())
     assert counts["train"] == {"rows": 100, "negative": 50, "positive": 50}
     first = (tmp_path / "sp/train.parquet").read_bytes()
@@ -100,11 +102,13 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     errors = pd.read_csv(tmp_path / "errors.csv")
     assert list(errors.columns) == ["id", "actual", "predicted", "confidence", "text"]
     assert not (tmp_path / "plots/errors.csv").exists()
-    assert report["rows"] == 20 and 0 <= report["accuracy"] <= 1 and 0 <= report["ece"] <= 1
+    rows = len(pd.read_parquet(tmp_path / "sp/test.parquet"))
+    assert report["rows"] == rows > 10 and 0 <= report["accuracy"] <= 1 and 0 <= report["ece"] <= 1
+    assert headline["accuracy_ci_low"] <= headline["accuracy"] <= headline["accuracy_ci_high"]
     assert set(report["per_class"]) == {"negative", "positive"}
-    assert sum(b["rows"] for b in report["by_length"].values()) == 20
+    assert sum(b["rows"] for b in report["by_length"].values()) == rows
     confusion = pd.read_csv(tmp_path / "plots/confusion.csv")
-    assert len(confusion) == 20
+    assert len(confusion) == rows
     for png in ("confusion", "roc", "precision_recall", "calibration", "training"):
         assert (tmp_path / f"plots/{png}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -113,18 +117,39 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     client = mlflow.MlflowClient(mlflow_uri)
     run = client.get_run(run_id)
     assert run.data.params["learning_rate"] == "0.001" and run.data.params["model"] == str(tiny_bert)
-    assert run.data.metrics["test_accuracy"] == pytest.approx(report["accuracy"])
-    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == curve["step"].tolist()
-    assert len(client.get_metric_history(run_id, "learning_rate")) == len(curve)
-    assert len(client.get_metric_history(run_id, "val_accuracy")) == 6
+    assert run.data.params["epochs"] == "2" and run.data.params["max_grad_norm"] == "1"  # not 2.0, 1.0
+    # MLflow names: "<section>/<name>", the name as in the metrics files; the loss curves first.
+    assert run.data.metrics["test/accuracy"] == pytest.approx(report["accuracy"])
+    assert run.data.metrics["test/baseline_tfidf_logreg_f1_macro"] == pytest.approx(
+        report["baseline_tfidf_logreg_f1_macro"])
+    assert [m.step for m in client.get_metric_history(run_id, "loss/train")] == curve["step"].tolist()
+    assert len(client.get_metric_history(run_id, "train/learning_rate")) == len(curve)
+    assert len(client.get_metric_history(run_id, "val/accuracy")) == len(client.get_metric_history(
+        run_id, "loss/val")) == len(client.get_metric_history(run_id, "train/samples_per_s")) == 6
+    # One-point validation numbers: the headline one as a metric (a runs table column), all in train.json.
+    assert run.data.metrics["val/best_accuracy"] == summary["best_val_accuracy"]
+    assert not [k for k in run.data.metrics if k.startswith("val/best_") and k != "val/best_accuracy"]
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"details.json", "details-test.json"}
     assert run.data.tags["git_commit"] and run.data.tags["device"] == "cpu"
     # What the UI shows first: a model-training experiment, a readable run name.
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    # The runs view that train's link opens: every column is a metric or param the run logged.
+    view = json.loads(client.get_experiment(run.info.experiment_id).tags["mlflow.sharedViewState.bertpipe"])
+    columns = json.loads(view["state"])["selectedColumns"]
+    assert columns == ["metrics.`test/accuracy`", "metrics.`test/accuracy_gain_over_baseline`",
+                       "metrics.`val/best_accuracy`", "params.`learning_rate`", "params.`max_length`",
+                       "params.`epochs`"]
+    logged = {f"metrics.`{k}`" for k in run.data.metrics} | {f"params.`{k}`" for k in run.data.params}
+    assert set(columns) <= logged
     assert re.fullmatch(r"repro-[0-9a-f]{7}(-dirty)?", run.info.run_name), run.info.run_name
     # The registered version's description, rewritten by evaluate with the test metrics.
     (version,) = client.search_model_versions(f"run_id = '{run_id}'")
     text = version.description
-    assert f"| accuracy | {report['accuracy']:.4f} | {report['baseline_tfidf_logreg_accuracy']:.4f} |" in text
+    table = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                           for line in text.splitlines() if line.startswith("| "))}
+    for name in ("accuracy", "f1_macro"):  # model, interval, TF-IDF and majority baselines: every cell filled
+        assert table[name][1] == f"{report[name]:.4f}" and table[name][2] != "-"
+        assert table[name][3:] == [f"{report[f'baseline_{base}_{name}']:.4f}" for base in ("tfidf_logreg", "majority")]
     assert f"| roc_auc | {report['roc_auc']:.4f} |" in text and "learning_rate=0.001" in text
     assert "dvc pull && dvc repro`" in text and run.info.run_id in text
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
