@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,16 @@ BATCHES_PER_WORKER = 4  # the fewest batches each CPU worker gets, so that they 
 
 
 def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.device,
-                  dtype: torch.dtype | None, pad_id: int, workers: int = 1) -> np.ndarray:
+                  dtype: torch.dtype | None, pad_id: int, workers: int = 1,
+                  pool: ThreadPoolExecutor | None = None) -> np.ndarray:
     """Class probabilities (N, C) in the split's row order.
 
     workers > 1 (CPU): that many threads score whole batches, each with one intra-op thread,
     taking the next batch from a shared queue (longest first) when done with the last. Ops split
     over threads wait for each other at every step, and on a busy machine one descheduled thread
     stalls them all; whole batches per thread do not wait (bench/predict_bench.py --options).
-    The queue and worker_batch_size keep the threads equally busy on small calls too.
+    The queue and worker_batch_size keep the threads equally busy on small calls too. pool: the
+    threads to use (scoring_pool; a Classifier makes its own once), else made for this call.
     """
     model.eval()
     probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
@@ -50,7 +52,7 @@ def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.d
 
     # One autocast region per worker: autocast caches the bf16 copies of the weights within a
     # region, so they are cast once rather than once per batch.
-    run_batches(batches, score, workers, lambda: _inference_mode(device, dtype))
+    run_batches(batches, score, workers, lambda: _inference_mode(device, dtype), pool)
     return probs
 
 
@@ -61,13 +63,16 @@ def _inference_mode(device: torch.device, dtype: torch.dtype | None):
 
 
 def run_batches(batches: list[np.ndarray], score: Callable[[np.ndarray], None], workers: int,
-                region: Callable[[], AbstractContextManager] = nullcontext) -> None:
+                region: Callable[[], AbstractContextManager] = nullcontext,
+                pool: ThreadPoolExecutor | None = None) -> None:
     """score(rows) for every batch, in list order, from `workers` threads with one intra-op thread each.
 
     Each thread takes the next batch off a shared queue when done with its last, so none sits idle
     while another has two batches left (batches longest first: the long ones start first).
     region() is entered once per thread around all of its batches (grad mode and autocast are
     per thread). A worker's error stops the others after their current batch and reaches the caller.
+    The threads are pool's (see scoring_pool), else a pool made for this call (benches); calls from
+    many threads at once share a pool's threads and settings, and change no setting of their own.
     """
     pending: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     for rows in batches:
@@ -91,9 +96,35 @@ def run_batches(batches: list[np.ndarray], score: Callable[[np.ndarray], None], 
     if workers <= 1:
         work()
         return
-    with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+    own = pool is None
+    pool = scoring_pool(workers) if own else pool
+    try:
         for done in [pool.submit(work) for _ in range(workers)]:
             done.result()  # raise what a worker raised
+    finally:
+        if own:
+            pool.shutdown()
+
+
+def scoring_pool(workers: int) -> ThreadPoolExecutor:
+    """`workers` threads, started now, each with one intra-op thread for as long as it lives.
+
+    torch's intra-op thread count is the calling thread's (OpenMP's per-thread setting); a new
+    thread takes the process default when it first runs an op. So the threads start and take
+    their setting while the default is 1, and this thread's is put back before returning: no
+    setting changes when they score, whichever thread calls.
+    """
+    started = threading.Barrier(workers + 1)  # every thread up before the default is put back
+    with intra_op_threads(1):
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="bertpipe-scoring", initializer=_take_threads)
+        for _ in range(workers):
+            pool.submit(started.wait)
+        started.wait()
+    return pool
+
+
+def _take_threads() -> None:
+    torch.get_num_threads()  # a new thread's first torch call fixes its intra-op threads
 
 
 def worker_batch_size(rows: int, batch_size: int, workers: int) -> int:
@@ -135,6 +166,10 @@ class Classifier:
     (run_batches), SDPA attention, and
     bf16 autocast where the hardware computes bf16 (CUDA, CPUs with AMX or AVX512-BF16);
     precision="fp32" turns the autocast off.
+
+    The worker threads and their one intra-op thread each are fixed when the classifier is made
+    (scoring_pool): concurrent predict_proba calls (the scoring server's request threads) share
+    them and score with the same settings, and no call changes torch's thread settings.
     """
 
     model: torch.nn.Module
@@ -142,7 +177,16 @@ class Classifier:
     meta: CheckpointMeta
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype; None = fp32
-    workers: int | None = None  # CPU threads scoring whole batches; None = torch.get_num_threads()
+    # CPU threads scoring whole batches; None = torch.get_num_threads() when made (1 on a GPU).
+    # Set to 1 later (promote), a call scores in the calling thread.
+    workers: int | None = None
+    pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.workers is None:
+            self.workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        if self.device.type == "cpu" and self.workers > 1:
+            self.pool = scoring_pool(self.workers)
 
     @classmethod
     def load(cls, folder: str | Path, device: torch.device | None = None,
@@ -163,9 +207,9 @@ class Classifier:
         """(N, C) in this model's class order."""
         rows = self.encoder.encode(texts, self.meta.norm()).rows()  # long texts cut, then normalised
         split = TokenizedSplit.from_rows(rows, np.zeros(len(rows), dtype=np.int64))
-        workers = (self.workers or torch.get_num_threads()) if self.device.type == "cpu" else 1
+        workers = self.workers if self.pool is not None else 1
         return predict_probs(self.model, split, batch_size, self.device, self.dtype, self.meta.pad_token_id,
-                             workers)
+                             workers, self.pool)
 
     def predict_frame(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: the predicted label and a prob_<label> column per class."""

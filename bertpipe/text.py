@@ -57,7 +57,7 @@ def normalize(text: str, norm: Normalization) -> str:
         text = _BR.sub("\n", text)
     if norm.html_entities:
         text = html.unescape(text)
-    if norm.whitespace:
+    if norm.whitespace and not text.isascii():  # O(1) test; the scan costs ~30 ns a character
         text = _ZERO_WIDTH.sub("", text)
     if norm.unicode_nfc:
         text = unicodedata.normalize("NFC", text)

@@ -113,9 +113,15 @@ def test_hostile_text_bench_quick(runs):
     stdout, _ = succeeded(runs("hostile_text_bench"))
     results = dict(pair.split("=", 1) for line in stdout.splitlines() if line.startswith("RESULT ")
                    for pair in line.split()[1:])
-    assert set(results) == {"normalize_4x_growth_cr", "normalize_4x_growth_emspace", "encode_10mb_vs_long_review"}
+    assert set(results) == {"normalize_4x_growth_cr", "normalize_4x_growth_emspace", "encode_10mb_vs_long_review",
+                            "encode_10mb_no_whitespace_vs_long_review", "predict_10mb_vs_long_review",
+                            "peak_growth_mb_10mb"}
+    assert 0 <= float(results.pop("peak_growth_mb_10mb")) < 50  # MB a 10 MB text adds: 0 when all is reused
     for value in results.values():
         positive(value)
+    for kind in ("spaces", "one word", "base64", "dotted"):  # the tokenizer sees a budget, not 10 MB
+        (given,) = re.findall(rf"^10 MB {kind}: the tokenizer is given ([\d,]+) characters", stdout, re.M)
+        assert int(given.replace(",", "")) < 40_000, stdout
     # The former regex against normalize at the shrunk sizes: one line per character and size.
     ratios = re.findall(r"^'(?:\\r|\\u2003)' x +(\d+): former [\d.]+s, now [\d.]+ms, ratio (\d+) ", stdout, re.M)
     assert [int(n) for n, _ in ratios] == [1000, 4000, 1000, 4000], stdout

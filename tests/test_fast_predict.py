@@ -4,6 +4,7 @@ length-sorted batches that still come back in the input order."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -51,6 +52,24 @@ def test_sorted_batches_come_back_in_input_order(random_checkpoint, workers):
     assert together.shape == (20, 3) and np.allclose(together.sum(axis=1), 1)
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
     assert len({round(float(p), 6) for p in together[:, 0]}) > 10  # the texts really differ
+
+
+def test_concurrent_calls_score_with_the_settings_fixed_at_load(random_checkpoint):
+    """As the scoring server calls: from many request threads at once. Each gets what one call alone
+    gets, no call changes torch's thread settings, and a thread started afterwards still gets the
+    process default (a per-call set_num_threads(1) once left it at 1 for later requests)."""
+    threads = torch.get_num_threads()
+    classifier = replace(Classifier.load(random_checkpoint, precision="fp32"), workers=2)
+    texts = tiny_reviews(24)["text"].tolist()
+    alone = classifier.predict_proba(texts, batch_size=4)
+    with ThreadPoolExecutor(8) as callers:
+        together = list(callers.map(lambda _: classifier.predict_proba(texts, batch_size=4), range(16)))
+    for probs in together:
+        np.testing.assert_allclose(probs, alone, atol=1e-6)
+    assert torch.get_num_threads() == threads
+    assert {classifier.pool.submit(torch.get_num_threads).result() for _ in range(4)} == {1}  # fixed at load
+    with ThreadPoolExecutor(1) as later:
+        assert later.submit(torch.get_num_threads).result() == threads
 
 
 def test_small_calls_are_shared_out_evenly_over_the_workers():

@@ -12,6 +12,8 @@ from mlflow import MlflowClient
 
 from bertpipe import predict
 from bertpipe.registry import set_champion
+from bertpipe.text import Normalization
+from bertpipe.validation import validate
 from tests.mlops_helpers import constant_checkpoints, log_and_register, model_name
 
 
@@ -43,7 +45,7 @@ def test_csv_in_same_rows_out_with_label_and_probabilities(positive, tmp_path):
                                  "predicted_prob_positive", "predicted_reason"]
     assert out["id"].tolist() == ["007", "008", "009"] and out["label"].tolist() == ["negative", "positive", "negative"]
     assert out["predicted_label"].tolist() == ["positive", "", "positive"]  # row 2 has no text: kept, not scored
-    assert out["predicted_reason"].tolist() == ["", "no text", ""]
+    assert out["predicted_reason"].tolist() == ["", "empty text", ""]  # as ingest would quarantine it
     assert float(out["predicted_prob_positive"][0]) > 0.99
 
 
@@ -59,7 +61,7 @@ def test_jsonl_file_and_stdin(positive, tmp_path, monkeypatch, capsys):
     rows = jsonl(capsys.readouterr().out)
     assert [r["text"] for r in rows] == ["first review", "", "   ", "second review"]
     assert [r["label"] for r in rows] == ["positive", None, None, "positive"]
-    assert [r["reason"] for r in rows] == [None, "no text", "no text", None]
+    assert [r["reason"] for r in rows] == [None, "empty text", "empty text", None]
 
     monkeypatch.setattr("sys.stdin", io.StringIO("text\nfrom a csv on stdin\n"))
     predict.main(["--model", positive, "--input", "-", "--input-format", "csv"])
@@ -89,3 +91,61 @@ def test_bad_inputs_say_what_to_do(positive, tmp_path):
         predict.main(["--model", str(tmp_path / "nothing-here"), "text"])
     with pytest.raises(SystemExit):
         predict.main(["--model", positive, "--input", str(tmp_path / "in.csv"), "a text too"])
+
+
+# Texts ingest quarantines, with its reasons: each normalises to nothing, or holds a lone surrogate.
+UNUSABLE = {"\u200b\u200b": "empty after normalisation", "\x00\x00": "only NUL characters",
+            "<br /><br />": "empty after normalisation", "&nbsp;": "empty after normalisation",
+            "\t \r": "empty text", "bad \ud83d half": "code points that cannot be written as UTF-8 (lone surrogates)"}
+
+
+def test_texts_ingest_would_quarantine_get_its_reason_and_no_prediction(positive, tmp_path):
+    texts = ["a fine film", *UNUSABLE]
+    raw = pd.DataFrame({"source_row": range(len(texts)), "text": pd.Series(texts, dtype=object), "label": "pos"})
+    ingest = validate(raw, Normalization(), label_names=("pos",))
+    assert dict(zip(ingest.quarantined["source_row"], ingest.quarantined["reason"], strict=True)) == {
+        i + 1: why for i, why in enumerate(UNUSABLE.values())}  # the reasons are ingest's own
+    # ensure_ascii: the lone surrogate travels as the JSON escape \ud83d
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    predict.main(["--model", positive, "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl")])
+    rows = jsonl((tmp_path / "out.jsonl").read_text(encoding="utf-8"))  # UTF-8: the surrogate went out escaped
+    assert [r["text"] for r in rows] == texts
+    assert [r["label"] for r in rows] == ["positive"] + [None] * len(UNUSABLE)
+    assert [r["reason"] for r in rows] == [None, *UNUSABLE.values()]
+
+
+def test_predicts_own_jsonl_reads_back_row_for_row(positive, tmp_path):
+    """Lines end at \\n only: U+2028, \\x1c and \\x0c are inside a text; a \\r before \\n goes."""
+    (tmp_path / "in.txt").write_bytes("first\u2028half\r\nx\x1cy\n\x0c page\n\nlast".encode())
+    predict.main(["--model", positive, "--input", str(tmp_path / "in.txt"), "--input-format", "lines",
+                  "--output", str(tmp_path / "once.jsonl")])
+    once = jsonl_lines(tmp_path / "once.jsonl")
+    assert [r["text"] for r in once] == ["first\u2028half", "x\x1cy", "\x0c page", "", "last"]
+    assert [r["label"] for r in once] == ["positive", "positive", "positive", None, "positive"]
+    predict.main(["--model", positive, "--input", str(tmp_path / "once.jsonl"),
+                  "--output", str(tmp_path / "twice.jsonl")])
+    twice = jsonl_lines(tmp_path / "twice.jsonl")
+    assert len(twice) == len(once) and [r["text"] for r in twice] == [r["text"] for r in once]
+    assert [r["predicted_label"] for r in twice] == [r["label"] for r in once]  # its own label column stays
+
+
+def jsonl_lines(path) -> list[dict]:
+    """A JSONL file split at \\n only, as predict reads it."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def test_files_are_read_scored_and_written_a_chunk_at_a_time(positive, tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "CHUNK_ROWS", 3)
+    writes = []
+    write = predict.RowWriter.write
+    monkeypatch.setattr(predict.RowWriter, "write", lambda self, rows: writes.append(len(rows)) or write(self, rows))
+    pd.DataFrame({"id": range(8), "text": [f"review {i}" if i != 4 else "" for i in range(8)]}).to_csv(
+        tmp_path / "in.csv", index=False)
+    predict.main(["--model", positive, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")])
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert writes == [3, 3, 2] and out["id"].tolist() == [str(i) for i in range(8)]
+    assert out["label"].tolist() == ["positive"] * 4 + [""] + ["positive"] * 3  # one output row per input row
+    (tmp_path / "in.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n{"text": "c"}\n{"text": "d", "extra": 1}\n')
+    with pytest.raises(ValueError, match=r"in.jsonl row 4: key 'extra' is in none of the first 3 rows.*write JSONL"):
+        predict.main(["--model", positive, "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o.csv")])
+    assert not (tmp_path / "o.csv").exists()  # no half-written output

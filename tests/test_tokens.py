@@ -1,3 +1,6 @@
+import base64
+import random
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -113,38 +116,93 @@ HOSTILE = ["word", "Film", "ÉTÉ", "e\u0301", "\u0301", "unbelievably", "中文
            "&amp;", "&", "amp;", "&#32;", "&#769;", "&lt;br&gt;", "[SEP]", "a" * 120]
 
 
+@pytest.fixture(scope="module")
+def small_encoders(tokenizer) -> dict:
+    """(strategy, head tokens) -> encoders of 16 tokens that never cut and that cut every text."""
+    return {(name, head): tuple(Encoder(tokenizer, 16, name, min(head, 5), cut_chars=c) for c in (0, 1))
+            for name, head in STRATEGIES}
+
+
 @given(st.lists(st.sampled_from(HOSTILE), max_size=120).map("".join), st.sampled_from(STRATEGIES),
        st.booleans())
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_cut_then_tokenize_equals_tokenize_then_truncate(tokenizer, text, strategy, normalise):
-    name, head = strategy
+def test_cut_then_tokenize_equals_tokenize_then_truncate(small_encoders, text, strategy, normalise):
     norm = Normalization() if normalise else None
-    whole = Encoder(tokenizer, 16, name, min(head, 5), cut_chars=0)
-    cut = Encoder(tokenizer, 16, name, min(head, 5), cut_chars=1)
+    whole, cut = small_encoders[strategy]
     reference = normalize(text, norm) if norm else text
     assert cut.encode([text], norm).rows()[0].tolist() == whole.encode([reference]).rows()[0].tolist()
 
 
-def test_a_10_mb_text_costs_what_a_long_review_costs(tokenizer, monkeypatch):
-    """Only windows of a few characters per kept token reach normalisation and the tokenizer."""
+# 10 MB each: with spaces, a base64 blob, dots and one long word (none of the last three has whitespace)
+TEN_MB = {"spaces": "a fine film " * 900_000,
+          "base64": base64.b64encode(random.Random(0).randbytes(7_500_000)).decode(),
+          "dotted": "a." * 5_000_000, "one_word": "ab" * 5_000_000}
+
+
+@pytest.mark.parametrize("kind", TEN_MB)
+def test_a_10_mb_text_costs_what_a_long_review_costs(tokenizer, monkeypatch, kind):
+    """Only windows within the character budget reach normalisation and the tokenizer; with
+    spaces, windows of a few characters per kept token."""
     encoder = Encoder(tokenizer, 256, "head_tail", 64)
     seen = []
     original = encoder.content_ids
     monkeypatch.setattr(encoder, "content_ids", lambda texts: seen.extend(map(len, texts)) or original(texts))
-    text = "a fine film " * 900_000  # 10.8 MB
-    row = encoder.encode([text], Normalization()).rows()[0]
-    assert len(row) == 256 and sum(seen) < 16 * 256
-    assert tokenizer.convert_ids_to_tokens(row.tolist())[:3] == ["[CLS]", "a", "fine"]
+    row = encoder.encode([TEN_MB[kind]], Normalization()).rows()[0]
+    assert sum(seen) <= (16 * 256 if kind == "spaces" else 2 * (encoder.head_max + encoder.tail_max))
+    words = tokenizer.convert_ids_to_tokens(row.tolist())
+    if kind == "one_word":  # a word of over 100 characters is one [UNK], in each window as in the whole
+        assert words == ["[CLS]", "[UNK]", "[UNK]", "[SEP]"]
+    else:
+        assert len(row) == 256
+        assert words[:3] == {"spaces": ["[CLS]", "a", "fine"], "dotted": ["[CLS]", "a", "."]}.get(kind, words[:3])
 
 
-def test_texts_without_whitespace_to_cut_at_are_tokenized_whole(tokenizer):
+def test_a_text_without_whitespace_near_its_ends_is_cut_within_the_budget(tokenizer, monkeypatch):
+    """The price of bounded work: where an end gives too few tokens in a whole budget (here 50,000
+    characters the tokenizer drops), the windows keep what the budget holds."""
     text = "x" * 50_000 + " " + "\x0b" * 50_000 + "end"  # \x0b is dropped by the tokenizer: no cut there
     encoder = Encoder(tokenizer, 16, "tail", 0, cut_chars=1)
-    assert encoder.encode([text]).rows()[0].tolist() == Encoder(tokenizer, 16, "tail", 0, cut_chars=0).encode(
-        [text]).rows()[0].tolist()
+    seen = []
+    original = encoder.content_ids
+    monkeypatch.setattr(encoder, "content_ids", lambda texts: seen.extend(map(len, texts)) or original(texts))
+    assert tokenizer.convert_ids_to_tokens(encoder.encode([text]).rows()[0].tolist()) == ["[CLS]", "end", "[SEP]"]
+    assert max(seen) == encoder.tail_max and sum(seen) <= 2 * encoder.tail_max  # not the 100,004 characters
+    whole = Encoder(tokenizer, 16, "tail", 0, cut_chars=0).encode([text]).rows()[0]
+    assert tokenizer.convert_ids_to_tokens(whole.tolist()) == ["[CLS]", "[UNK]", "end", "[SEP]"]
+
+
+# Texts without whitespace: base64, minified JSON, dotted runs, and tags and entities that a cut at a
+# character can split. (One long word is one [UNK] whole, but one per window: the 10 MB test above.)
+NO_WHITESPACE = [base64.b64encode(random.Random(1).randbytes(45_000)).decode(),
+                 '{"id":17,"tags":["a","b"],"text":"great&amp;fun<br/>"}' * 1_000, "a." * 30_000,
+                 "x&nbsp;y&#32;z<br/>e\u0301,\u200b\x00" * 3_000]
+
+
+@pytest.mark.parametrize("strategy,head", STRATEGIES)
+def test_cuts_at_a_character_keep_what_truncation_keeps(tokenizer, strategy, head):
+    norm = Normalization()
+    whole = Encoder(tokenizer, 128, strategy, head, cut_chars=0)
+    cut = Encoder(tokenizer, 128, strategy, head, cut_chars=1)
+    expected = [r.tolist() for r in whole.encode([normalize(t, norm) for t in NO_WHITESPACE]).rows()]
+    assert [r.tolist() for r in cut.encode(NO_WHITESPACE, norm).rows()] == expected  # prediction: raw text
+    assert [r.tolist() for r in cut.encode([normalize(t, norm) for t in NO_WHITESPACE]).rows()] == expected  # stage
+
+
+@given(st.lists(st.sampled_from([p for p in HOSTILE if not any(c.isspace() for c in p)]), min_size=150,
+                max_size=500).map("".join), st.sampled_from(STRATEGIES), st.booleans())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_cut_at_a_character_then_tokenize_equals_tokenize_then_truncate(small_encoders, text, strategy, normalise):
+    """Long texts of the hostile pieces without whitespace: the windows are cut at a character."""
+    norm = Normalization() if normalise else None
+    whole, cut = small_encoders[strategy]
+    reference = normalize(text, norm) if norm else text
+    assert cut.encode([text], norm).rows()[0].tolist() == whole.encode([reference]).rows()[0].tolist()
 
 
 def test_cut_windows_end_and_start_at_whitespace():
     assert cut_windows("one two three four", 2, 3) == ("one", "four")
     assert cut_windows("one two", 4, 4) is None  # the windows would meet: keep the whole text
     assert cut_windows("one\x0btwo three", 1, 0) == ("one\x0btwo", "")
+    assert cut_windows("onetwothree", 3, 0, head_max=5) == ("one", "")  # no whitespace within 5: cut at 3
+    assert cut_windows("one two three", 1, 1, head_max=5, tail_max=6) == ("one", "three")
+    assert cut_windows("one two three", 1, 1, head_max=5, tail_max=5) == ("one", "e")  # the space is 6 back

@@ -1,9 +1,12 @@
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from bertpipe import validation
 from bertpipe.lineage import row_hashes
 from bertpipe.text import Normalization, match_key, normalize
-from bertpipe.validation import label_text, validate
+from bertpipe.validation import label_text, prepare, unusable_reason, validate
 
 
 def test_normalize_html_breaks_entities_whitespace():
@@ -142,3 +145,43 @@ def test_variants_with_conflicting_labels_are_quarantined_as_conflicts():
     raw = pd.DataFrame({"source_row": range(2), "text": ["Great movie!", "great  movie!"], "label": ["pos", "neg"]})
     result = validate(raw, Normalization(), label_names=("neg", "pos"))
     assert result.kept.empty and set(result.quarantined["reason"]) == {"duplicate text with conflicting labels"}
+
+
+# --- one check for every entry point: unusable_reason -------------------------------------------
+
+def ingest_reasons(texts: list[str]) -> list[str]:
+    """The reason prepare gives each text by itself ("" = usable)."""
+    raw = pd.DataFrame({"source_row": range(len(texts)), "text": pd.Series(texts, dtype=object), "label": "pos"})
+    return prepare(raw, Normalization())["reason"].tolist()
+
+
+LONG = {  # over PROBE_CHARS: decided by the probe, or (nothing to read at the start) normalised whole
+    "words after the probe": " " * 5000 + "late words",
+    "only break tags": "<br />" * 1000,
+    "an entity cut at the probe's end": "&nbsp;" * 1000,  # 4096 = 682 * 6 + 4: the probe ends in "&nbs"
+    "NUL, then a word": "\x00" * 5000 + "word",
+    "a word, then NUL": "word" + "\x00" * 10_000,
+    "zero-width only": "\u200b" * 5000,
+    "a surrogate far in": "fine " * 2000 + "\ud800",
+}
+
+
+def test_unusable_reason_is_ingests_reason_for_short_and_long_texts():
+    texts = ["good film", "", "   ", "\u200b\u200b", "\x00\x00", "<br /><br />", "&nbsp;", "caf\udce9", "x\ud83d",
+             *LONG.values()]
+    assert [unusable_reason(t, Normalization()) for t in texts] == ingest_reasons(texts)
+    assert [unusable_reason(t, Normalization()) for t in LONG.values()] == [
+        "", "empty after normalisation", "empty after normalisation", "", "", "empty after normalisation",
+        "code points that cannot be written as UTF-8 (lone surrogates)"]
+
+
+PROBE_PIECES = ["a", "é", "\u0301", " ", "\n", "\r", "\u2003", "\x00", "\u200b", "\ufeff", "<br />", "<br", " />",
+                "<BR>", "&nbsp;", "&nb", "sp;", "&#32;", "&#", "32;", "&#8203;", "&amp", ";", "&", "<", ">"]
+
+
+@given(st.lists(st.sampled_from(PROBE_PIECES), max_size=60).map("".join))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_probe_decides_as_the_whole_text_does(monkeypatch, text):
+    """With a probe of 64 characters, texts of pieces that normalise away, or not, cut anywhere."""
+    monkeypatch.setattr(validation, "PROBE_CHARS", 64)
+    assert unusable_reason(text, Normalization()) == ingest_reasons([text])[0]
