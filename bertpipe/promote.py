@@ -5,7 +5,8 @@ The challenger is the model version registered from the MLflow run that train re
 <run-file> (models/run.json), never whatever an alias points at now. The gate refuses a run
 that is missing, of another experiment, or registered no version of train.registered_model;
 a run trained from uncommitted changes or from another commit than the one checked out here
-(unless --allow-foreign-commit); a model that trained or validated on a scored row (after a
+(unless --allow-foreign-commit; a DVC experiment's run is judged when its baseline commit is an
+ancestor of HEAD, as after `dvc exp apply` and a commit); a model that trained or validated on a scored row (after a
 change of split.seed, it says so); classes that do not match by name; a promote.metric that is
 not a number on these rows (roc_auc of a test split that lacks a class). It
 scores as evaluate does (same inference path, evaluate.batch_size and evaluate.precision),
@@ -139,12 +140,22 @@ class Provenance:
     dirty: str  # "true", "false" or "unknown"
     head: str  # this checkout's commit
     allowed: bool  # judged although foreign (--allow-foreign-commit)
+    experiment: str = ""  # the DVC experiment that trained it, if one did
 
     def words(self) -> str:
+        if self.experiment:
+            return (f"trained by DVC experiment `{self.experiment}` on commit `{self.commit[:12]}`, an ancestor of "
+                    f"the commit checked out here ({self.head[:12]}): the experiment's own changes are kept in git "
+                    "by DVC (dvc exp apply)")
         state = {"false": "clean", "true": "with uncommitted changes"}.get(self.dirty, "working tree state unknown")
         where = "the commit checked out here" if self.commit == self.head else f"checked out here: {self.head[:12]}"
         text = f"trained at commit `{self.commit[:12]}` ({state}; {where})"
         return text + (" — judged anyway (--allow-foreign-commit)" if self.allowed else "")
+
+
+def is_ancestor(commit: str, of: str = "HEAD") -> bool:
+    done = subprocess.run(["git", "merge-base", "--is-ancestor", commit, of], capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def head_commit() -> str:
@@ -157,6 +168,11 @@ def check_commit(client: MlflowClient, version: ModelVersion, allow: bool) -> Pr
     of a feature branch or a dirty tree, logged to the shared server, is not the default branch's."""
     tags = client.get_run(version.run_id).data.tags
     found = Provenance(tags.get("git_commit", "unknown"), tags.get("git_dirty", "unknown"), head_commit(), allow)
+    experiment = tags.get("dvc_exp_name", "")
+    if experiment and found.commit != "unknown" and found.head != "unknown" and is_ancestor(found.commit):
+        # `dvc exp run -S` trains with edited params on its baseline commit; DVC keeps the
+        # experiment's changes in git, and `dvc exp apply` + commit lands them on top of it.
+        return Provenance(found.commit, found.dirty, found.head, allow, experiment)
     problem = None
     if found.commit == "unknown" or found.dirty == "unknown":
         problem = "recorded no git commit or working tree state (it was not trained in a git checkout)"

@@ -233,6 +233,19 @@ def test_a_run_from_uncommitted_changes_or_another_commit_is_refused(gate, capsy
     assert gate.run(check_commit=True) == promote.KEPT  # judged: the same predictions as the champion
     assert f"trained at commit `{head[:12]}` (clean; the commit checked out here)" in capsys.readouterr().out
 
+    # A DVC experiment trains with edited params on its baseline commit; applied and committed, the
+    # baseline is an ancestor of HEAD and the run is judged. An experiment on a foreign commit is not.
+    exp_run = json.loads(gate.run_file.read_text())["run_id"]
+    sh(checkout, "git", "commit", "-q", "--allow-empty", "-m", "dvc exp apply, committed")
+    for key, value in {"git_commit": head, "git_dirty": "true", "dvc_exp_name": "lucky-lr"}.items():
+        client.set_tag(exp_run, key, value)
+    assert gate.run(check_commit=True) == promote.KEPT
+    assert f"trained by DVC experiment `lucky-lr` on commit `{head[:12]}`, an ancestor of the commit checked out " \
+           "here" in capsys.readouterr().out
+    client.set_tag(exp_run, "git_commit", "e" * 40)
+    assert gate.run(check_commit=True) == promote.FOREIGN_COMMIT
+    capsys.readouterr()
+
 
 def test_a_metric_that_is_not_a_number_is_refused(gate, capsys, tmp_path):
     """roc_auc of a test split that holds one class is NaN, and NaN <= x is false: it must not promote."""
