@@ -1,7 +1,7 @@
 """Which full-data recipe (length, epochs, learning rate) reaches 92% on IMDB? Searched on a GPU.
 
 A full-data run takes an hour or more on the 2-core CPU, so recipes are compared on a lent GPU
-first, and only the one chosen is run with `dvc exp run` on the CPU (README, "Full-data run on
+first, and only the one chosen is run with `dvc exp run` on the CPU (docs/results.md, "Full-data run on
 a 2-core CPU"). The GPU machine has torch and transformers but neither MLflow nor DVC, and what
 travels to it is small, so the search is in two steps:
 
@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("recipe_search")
 SPLITS = ("train", "val", "test")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-EVAL_EVERY_REVIEWS = 4000  # the README's full-data runs: eval_every_steps=500 at batch 8
+EVAL_EVERY_REVIEWS = 4000  # the full-data runs of docs/results.md: eval_every_steps=500 at batch 8
 # params.yaml's train values the search keeps for every recipe (read by pack: the GPU machine lacks ruamel.yaml)
 KEPT_TRAIN_PARAMS = ("group_batches", "warmup_fraction", "weight_decay", "max_grad_norm")
 # (name, max_length, head_tokens, epochs, learning rate, batch size, seeds), most wanted first: with

@@ -70,7 +70,7 @@ def from_mapping(cls: type[M], section: str, raw: dict[str, Any], path: str | Pa
 def load_section(cls: type[M], section: str, path: str | Path = PARAMS_FILE) -> M:
     data = read_yaml(path)
     if section not in data:
-        raise ParamsError(f"{path}: no '{section}' section; add one (see README, Parameters)")
+        raise ParamsError(f"{path}: no '{section}' section; add one (see docs/reference.md, Parameters)")
     return from_mapping(cls, section, data[section], path)
 
 
@@ -109,7 +109,7 @@ def explain(cls: type[BaseModel], section: str, raw: dict[str, Any], error: Erro
     key = str(error["loc"][0])
     if error["type"] == "missing":
         return key, (f"{section}.{key} in {path}: missing; add `{key}: <value>` to the {section} section "
-                     f"(README, Parameters, says what it means)")
+                     f"(docs/reference.md, Parameters, says what it means)")
     why = str(cause) if isinstance(cause, ValueError) else reason(cls, key, error)
     return key, f"{section}.{key}={raw.get(key)!r} in {path}: {why}"
 
