@@ -48,22 +48,29 @@ def register_version(model_uri: str, name: str, tags: dict[str, str] | None = No
 
 KEY_PARAMS = ("model", "max_length", "truncation", "train_rows", "epochs", "batch_size", "learning_rate",
               "weight_decay", "warmup_fraction", "seed")
-# (metric, the TF-IDF baseline's metric, the majority-class baseline's) as evaluate logs them.
-TEST_ROWS = (("accuracy", "test_baseline_tfidf_logreg_accuracy", "test_baseline_majority_accuracy"),
-             ("f1_macro", "test_baseline_tfidf_logreg_f1_macro", "test_baseline_majority_f1_macro"),
+# (metric, the TF-IDF baseline's metric, the majority-class baseline's), named as in the metrics
+# files; MLflow's names come from bertpipe.tracking.metric_key.
+TEST_ROWS = (("accuracy", "baseline_tfidf_logreg_accuracy", "baseline_majority_accuracy"),
+             ("f1_macro", "baseline_tfidf_logreg_f1_macro", "baseline_majority_f1_macro"),
              ("roc_auc", None, None), ("ece", None, None))
 
 
 def version_description(run: Run) -> str:
     """Markdown for a model version: the data version, key params, test metrics beside the
     baselines, and the command that reproduces it, all read from the run that trained it."""
-    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    from bertpipe.tracking import metric_key  # here, not at the top: tracking imports this module
 
-    def fmt(key: str) -> str:
-        return f"{metrics[key]:.4f}" if key in metrics else "-"
+    params, tags, logged = run.data.params, run.data.tags, run.data.metrics
 
-    def interval(key: str, signed: bool = False) -> str:
-        low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    def value(name: str, section: str = "test") -> float | None:
+        return logged.get(metric_key(section, name))
+
+    def fmt(name: str, section: str = "test") -> str:
+        number = value(name, section)
+        return "-" if number is None else f"{number:.4f}"
+
+    def interval(name: str, signed: bool = False) -> str:
+        low, high = value(f"{name}_ci_low"), value(f"{name}_ci_high")
         if low is None or high is None:
             return "-"
         return f"{low:+.4f} to {high:+.4f}" if signed else f"{low:.4f}-{high:.4f}"
@@ -76,18 +83,18 @@ def version_description(run: Run) -> str:
              + (" **with uncommitted changes**: the commit alone does not reproduce it." if dirty else "."),
              "", f"**Data** (digests of the tokenized splits): {data}.",
              "", "**Key params**: " + ", ".join(f"{k}={params[k]}" for k in KEY_PARAMS if k in params) + "."]
-    if "test_accuracy" in metrics:
+    if value("accuracy") is not None:
         lines += ["", "**Test metrics** (evaluate):", "",
                   "| metric | model | 95% interval | TF-IDF baseline | majority baseline |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {fmt('test_' + name)} | {interval('test_' + name)} | {fmt(tfidf) if tfidf else ''} "
+        lines += [f"| {name} | {fmt(name)} | {interval(name)} | {fmt(tfidf) if tfidf else ''} "
                   f"| {fmt(major) if major else ''} |" for name, tfidf, major in TEST_ROWS]
-        if "test_accuracy_gain_over_baseline" in metrics:
-            lines += ["", f"**Accuracy gain over TF-IDF**: {metrics['test_accuracy_gain_over_baseline']:+.4f} "
-                          f"(paired 95% interval {interval('test_accuracy_gain_over_baseline', signed=True)})."]
+        if (gain := value("accuracy_gain_over_baseline")) is not None:
+            lines += ["", f"**Accuracy gain over TF-IDF**: {gain:+.4f} "
+                          f"(paired 95% interval {interval('accuracy_gain_over_baseline', signed=True)})."]
     else:
         lines += ["", "**Test metrics**: not yet; the evaluate stage adds them."]
-    if "best_val_accuracy" in metrics:
-        lines += ["", f"**Best validation accuracy**: {fmt('best_val_accuracy')}."]
+    if value("best_accuracy", "val") is not None:
+        lines += ["", f"**Best validation accuracy**: {fmt('best_accuracy', 'val')}."]
     if exp:
         command = f"dvc exp apply {exp} && dvc pull && dvc repro"
     else:

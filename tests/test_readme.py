@@ -74,7 +74,7 @@ def learning_rates_by_run_name(project: Path) -> dict[str, float]:
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("imdb-sentiment")
     return {r.info.run_name: float(r.data.params["learning_rate"])
-            for r in client.search_runs([experiment.experiment_id]) if "test_accuracy" in r.data.metrics}
+            for r in client.search_runs([experiment.experiment_id]) if "test/accuracy" in r.data.metrics}
 
 
 def exp_show_learning_rates(project: Path) -> dict[str, float]:
