@@ -63,9 +63,14 @@ def _mask_rest(rest: str) -> str:
     return authority + path + "?" + "&".join(_mask_pair(pair) for pair in query.split("&")) + hsep + fragment
 
 
+# Query keys whose values are never secret: the MLflow UI's own link parameters
+# (bertpipe.tracking.runs_link), which a masked link would break.
+PLAIN_QUERY_KEYS = frozenset({"workflowType", "viewStateShareKey"})
+
+
 def _mask_pair(pair: str) -> str:
     key, eq, value = pair.partition("=")
-    return f"{key}={MASK}" if eq and value else pair
+    return f"{key}={MASK}" if eq and value and key not in PLAIN_QUERY_KEYS else pair
 
 
 def mask_text(text: str) -> str:

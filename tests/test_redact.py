@@ -150,3 +150,11 @@ def test_training_against_a_server_with_credentials_in_the_uri_never_prints_them
     assert "View run" not in out  # MLflow's run link, which would quote a token in the URI, is off
     run_id = json.loads((tmp_path / "run.json").read_text())["run_id"]
     assert MlflowClient(mlflow_server).get_run(run_id).data.params["batch_size"] == "8"  # it logged there
+
+
+def test_the_mlflow_ui_link_stays_readable_and_tokens_beside_it_do_not():
+    from bertpipe.tracking import runs_link
+
+    link = runs_link("1")
+    assert "workflowType=machine_learning" in link and mask_text(f"open {link}") == f"open {link}"
+    assert mask_text(f"{link}&token=abc") == f"{link}&token=***"
