@@ -10,6 +10,7 @@ import sys
 import mlflow
 from safetensors.numpy import load_file
 
+from bertpipe.tracking import metric_key
 from tests.conftest import ROOT, train_args
 
 
@@ -30,4 +31,5 @@ def test_torchrun_two_processes_share_the_batches_and_rank0_logs(tmp_path, token
     client = mlflow.MlflowClient(mlflow_uri)
     assert client.get_run(run_id).data.params["world_size"] == "2"
     assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1  # rank 0 alone logs
-    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [2, 3, 4, 6, 8]  # log, eval
+    loss = client.get_metric_history(run_id, metric_key("train", "loss"))
+    assert [m.step for m in loss] == [2, 3, 4, 6, 8]  # log, eval

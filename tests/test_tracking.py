@@ -137,8 +137,10 @@ def test_runs_link_opens_the_runs_table_with_the_saved_view_and_holds_no_secret(
 
 
 def test_whole_number_params_are_logged_as_integers(mlflow_uri):
-    mlflow.set_experiment("params")  # in this test's store, whatever experiment an earlier test set
-    with mlflow.start_run() as run:
+    # An experiment of this store's own: the fluent API may still hold an earlier test's experiment id.
+    mlflow.set_tracking_uri(mlflow_uri)
+    experiment = mlflow.MlflowClient(mlflow_uri).create_experiment("params")
+    with mlflow.start_run(experiment_id=experiment) as run:
         tracking.log_params({"epochs": 1.0, "learning_rate": 5e-05, "warmup_fraction": 0.1, "batch_size": 8})
     params = mlflow.MlflowClient(mlflow_uri).get_run(run.info.run_id).data.params
     assert params == {"epochs": "1", "learning_rate": "5e-05", "warmup_fraction": "0.1", "batch_size": "8"}

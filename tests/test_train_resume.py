@@ -78,7 +78,7 @@ def test_killed_train_resumes_to_identical_weights_and_metrics(tmp_path, tokeniz
     # The resumed process logged into the run the killed one opened, every step of it.
     run_id = json.loads((tmp_path / "killed-run.json").read_text())["run_id"]
     assert run_id == run_before and killed_at < summary["total_steps"] == 48
-    history = mlflow.MlflowClient(mlflow_uri).get_metric_history(run_id, "train_loss")
+    history = mlflow.MlflowClient(mlflow_uri).get_metric_history(run_id, "loss/train")
     assert {m.step for m in history} == set(curve["step"])  # none lost (steps after the last save are redone)
 
 
