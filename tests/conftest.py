@@ -20,8 +20,8 @@ import yaml
 
 from bertpipe.artifacts import write_parquet
 from bertpipe.contracts import DatasetMeta
-from bertpipe.embedded import embedded_model_dir
 from bertpipe.params import load_yaml
+from tools.tiny_bert import make_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["a wonderful, moving film with great acting", "loved it, brilliant and touching story",
@@ -33,19 +33,6 @@ NEGATIVE = ["a dull, boring film with terrible acting", "hated it, awful and ted
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
-
-
-def make_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT of width 32, randomly initialised, with the real MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6")).save_pretrained(folder)
-    return folder
 
 
 def tiny_reviews(n: int = 48) -> pd.DataFrame:

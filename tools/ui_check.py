@@ -45,10 +45,10 @@ from mlflow import MlflowClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's bertpipe, as the scratch project's stages run it
 
-from bertpipe.embedded import embedded_model_dir  # noqa: E402
 from bertpipe.params import load_yaml  # noqa: E402
 from bertpipe.registry import CHAMPION, set_champion  # noqa: E402
 from bertpipe.tracking import KEY_PARAMS, LOCAL_UI, metric_key, runs_link, runs_view_state  # noqa: E402
+from tools.tiny_bert import make_tiny_bert  # noqa: E402
 
 log = logging.getLogger("ui_check")
 EXPERIMENTS = {"lr-1e-3": "0.001", "lr-3e-3": "0.003"}  # DVC experiment name: train.learning_rate
@@ -88,19 +88,6 @@ def sh(cwd: Path, *cmd: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
     return done.stdout + done.stderr
-
-
-def make_tiny_bert(folder: Path) -> Path:
-    """A 2-layer BERT of width 32, randomly initialised, with the real MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(embedded_model_dir("embedded:minilm-l6")).save_pretrained(folder)
-    return folder
 
 
 def new_project(dest: Path, model: Path) -> Path:
