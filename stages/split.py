@@ -140,9 +140,10 @@ def drawn(rows: pd.DataFrame, shares: pd.Series, cap: int | None, name: str, nam
     return taken  # in hash order
 
 
-def split_table(df: pd.DataFrame, p: SplitParams, names: list[str]) -> tuple[dict[str, pd.DataFrame], bool]:
-    """The three splits (df's rows, in the order they are written), and whether test is the
-    source's own test split."""
+def split_table(df: pd.DataFrame, p: SplitParams,
+                names: list[str]) -> tuple[dict[str, pd.DataFrame], bool, pd.Series]:
+    """The three splits (df's rows, in the order they are written), whether test is the source's
+    own test split, and each row's home split."""
     home, from_source = home_splits(df, p)
     caps = {"train": p.max_train, "val": p.max_val, "test": p.max_test}
     labels = sorted(df["label"].unique())
@@ -154,7 +155,7 @@ def split_table(df: pd.DataFrame, p: SplitParams, names: list[str]) -> tuple[dic
     for name in SPLITS:
         shares = df.loc[pools[name], "label"].value_counts(normalize=True).reindex(labels, fill_value=0.0)
         parts[name] = drawn(df[home == name], shares, caps[name], name, names)
-    return parts, from_source
+    return parts, from_source, home
 
 
 def shared_rows(parts: dict[str, pd.DataFrame]) -> int:
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     names = dataset.labels
     check_input(df, repeated, names, path)
 
-    parts, from_source = split_table(df, params, names)
+    parts, from_source, home = split_table(df, params, names)
     if shared_rows(parts):  # cannot happen: one home split a row; a guard for later changes
         raise RuntimeError("a text landed in two splits; this is a bug in stages/split.py")
     with atomic_dir(args.out) as out:
@@ -207,7 +208,6 @@ def main(argv: list[str] | None = None) -> None:
             write_rows(table, part.index.to_numpy(), out / f"{name}.parquet")
         dataset.write(out)  # handed on to tokenize: class names and normalisation
         write_json({"seed": params.seed, "key": KEY}, out / ASSIGNMENT_FILE)  # for lineage and the gate
-    home, _ = home_splits(df, params)
     counts = class_counts(parts, home.value_counts().reindex(list(SPLITS), fill_value=0).to_dict(), names)
     write_json({**counts, "test_is_source_test_split": from_source}, args.metrics)
     log.info("split %d rows: %s (test %s; left out by caps and class shares: %s)", len(df),
