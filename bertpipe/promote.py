@@ -3,7 +3,8 @@ the same test rows, and move `champion` to it only when it wins by a paired test
 
 The challenger is the model version registered from the MLflow run that train recorded in
 <run-file> (models/run.json), never whatever an alias points at now. The gate refuses a run
-that is missing, of another experiment, or registered no version of train.registered_model;
+that is missing, of another experiment, or registered no version of train.registered_model; a
+version whose files differ from the digest manifest registered with it (bertpipe.manifest);
 a run trained from uncommitted changes or from another commit than the one checked out here
 (unless --allow-foreign-commit; a DVC experiment's run is judged when its baseline commit is an
 ancestor of HEAD, as after `dvc exp apply` and a commit); a model that trained or validated on a scored row (after a
@@ -22,7 +23,8 @@ In:  <run-file>; <split>/{train,test}.parquet and meta.json; params `promote`, `
      `train` (registered_model, mlflow_experiment); the MLflow registry (MLFLOW_TRACKING_URI).
 Out: a markdown summary on stdout (the models and baselines side by side, the test, the
      decision and why, `dvc metrics diff`); unless --dry-run, the aliases and tags it decided.
-Exit: 0 promoted (with --dry-run: would be); 3 not promoted; 4 run refused; 5 overlapping
+Exit: 0 promoted (with --dry-run: would be); 3 not promoted; 4 run refused (or a version's files
+      differ from its manifest); 5 overlapping
       rows refused; 6 models not comparable (class names, lineage, a metric that is not a
       number); 7 the run's commit refused (uncommitted changes, another commit); anything else
       an error.
@@ -49,7 +51,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from scipy.stats import binomtest
 
-from bertpipe import registry
+from bertpipe import manifest, registry
 from bertpipe.artifacts import read_json, read_parquet
 from bertpipe.baseline import tfidf_logreg_probs
 from bertpipe.config import EvaluateParams, PromoteParams, TrainParams
@@ -258,6 +260,9 @@ def score_model(name: str, version: ModelVersion, role: str, rows: Rows, e: Eval
     """Score a registered version as evaluate scores models/best: same batches, same precision."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     folder = registry.resolve_checkpoint(f"models:/{name}/{version.version}", tmp / f"model-{version.version}")
+    what = f"{role} {name} v{version.version}"
+    if not manifest.check_registered(manifest.model_root(folder), version.tags.get(manifest.MANIFEST_TAG), what):
+        log.warning("%s was registered before digest manifests: its files are not checked", what)
     classifier = Classifier.load(folder, device, e.precision)
     classifier.workers = 1  # as evaluate scores: one thread of batches, so the sums add up in the same order
     log.info("scoring %s %s v%s on %d rows", role, name, version.version, len(rows.texts))
@@ -451,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     configure()
     name = train.registered_model
     refusals = {RunRefused: RUN_REFUSED, OverlapRefused: OVERLAP, Incomparable: INCOMPARABLE,
-                MetricUndefined: INCOMPARABLE, LineageError: INCOMPARABLE, CommitRefused: FOREIGN_COMMIT}
+                MetricUndefined: INCOMPARABLE, LineageError: INCOMPARABLE, CommitRefused: FOREIGN_COMMIT,
+                manifest.ManifestMismatch: RUN_REFUSED}
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
         try:
             return judge(args, MlflowClient(), name, train.mlflow_experiment, p, e, Path(tmp))

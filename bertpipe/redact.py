@@ -73,6 +73,29 @@ def _mask_pair(pair: str) -> str:
     return f"{key}={MASK}" if eq and value and key not in PLAIN_QUERY_KEYS else pair
 
 
+# Query parameter names that carry a credential, compared by their last word (split at -, _, .
+# and camelCase): token, access_token, X-Amz-Security-Token, api_key, apiKey, sig (Azure SAS),
+# X-Amz-Signature, X-Goog-Credential, password, client_secret ...
+CREDENTIAL_WORDS = frozenset({"token", "key", "apikey", "sig", "signature", "credential", "credentials",
+                              "password", "passwd", "pwd", "secret", "auth", "authorization"})
+_NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def url_credential(url: str) -> str | None:
+    """What in url looks like a credential ('user info', or "query parameter 'token'"), or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # not a URL: the download names what is wrong with it
+        return None
+    if "@" in parts.netloc:
+        return "user info"
+    for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        words = _NAME_WORDS.findall(name)
+        if words and words[-1].lower() in CREDENTIAL_WORDS:
+            return f"query parameter {name!r}"
+    return None
+
+
 def mask_text(text: str) -> str:
     """text with every URL in it masked (mask_url); linear in the text's length."""
     return _URL_IN_TEXT.sub(lambda m: m.group(1) + m.group(2) + _mask_rest(m.group(3)), text)

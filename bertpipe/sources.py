@@ -5,7 +5,9 @@ aclImdb, Hugging Face) are read whole and handed out in frames all the same.
 
 A source is one of: the IMDB reviews or Rotten Tomatoes sentences shipped in `movie-reviews`;
 a local CSV, TSV, JSONL or parquet file; a folder in the aclImdb layout; a Hugging Face
-`datasets` id; an http(s) URL checked against its sha256 and downloaded once into a cache.
+`datasets` id; an http(s) URL checked against its sha256 and downloaded once into a cache,
+within a byte cap and a deadline (its credentials in a header from the environment, never in
+the URL: bertpipe.config.URL_AUTH_ENV).
 
 Readers keep bad rows (validation sets them aside with a reason) but fail on a file that
 cannot be parsed, naming the file, the line and the fix. Bytes that are not UTF-8 are read
@@ -21,8 +23,10 @@ import importlib.metadata
 import io
 import json
 import logging
+import os
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bertpipe.artifacts import atomic_dir, atomic_path, file_digest, jsonl_objects
-from bertpipe.config import IngestParams
+from bertpipe.config import URL_AUTH_ENV, IngestParams
 from bertpipe.embedded import movie_reviews_csv
 from bertpipe.errors import BertpipeError
 from bertpipe.redact import mask_url
@@ -370,27 +374,92 @@ def url_format(url: str, chosen: str) -> str:
     return URL_FORMATS[suffix]
 
 
-def _stream(response, out: Path) -> str:
-    """Copy the response body to out; its sha256."""
-    digest = hashlib.sha256()
+@dataclass(frozen=True)
+class UrlLimits:
+    """What one download may take: ingest.url_max_bytes, ingest.url_deadline_s."""
+
+    max_bytes: int
+    deadline_s: float
+
+
+def auth_header() -> tuple[str, str] | None:
+    """The header URL_AUTH_ENV names ("Name: value"), or None when unset; its value never shown."""
+    raw = os.environ.get(URL_AUTH_ENV, "").strip()
+    if not raw:
+        return None
+    name, sep, value = raw.partition(":")
+    if not sep or not name or any(c in name for c in " \t") or any(c in raw for c in "\r\n"):
+        raise SourceError(f"{URL_AUTH_ENV} is not one header 'Name: value' (such as 'Authorization: Bearer "
+                          "<token>'); fix or unset it")
+    return name, value.strip()
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to anything else; URL_AUTH_ENV's header goes along
+    only while scheme, host and port stay those of ingest.url."""
+
+    def __init__(self, url: str, header: tuple[str, str] | None):
+        self.url, self.header = url, header
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        allowed = ("https",) if old.scheme == "https" else ("http", "https")
+        if new.scheme not in allowed:
+            raise SourceError(f"ingest.url={mask_url(self.url)!r}: redirected from {old.scheme} to "
+                              f"{mask_url(newurl)!r}, which is not {' or '.join(allowed)}; such a redirect is not "
+                              "followed. Point ingest.url at an address that serves the file over https")
+        out = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if out is not None and self.header and (old.scheme, old.netloc) == (new.scheme, new.netloc):
+            out.add_unredirected_header(*self.header)
+        return out
+
+
+def _too_big(url: str, limits: UrlLimits, what: str) -> SourceError:
+    return SourceError(f"ingest.url={mask_url(url)!r}: {what}, more than ingest.url_max_bytes={limits.max_bytes}; "
+                       "raise ingest.url_max_bytes if the file is meant to be this large")
+
+
+def _stream(response, out: Path, url: str, limits: UrlLimits, deadline: float) -> str:
+    """Copy the response body to out, hashing as it goes; its sha256. Stops, raising, as soon as
+    the body is larger than limits.max_bytes or the deadline (time.monotonic) has passed."""
+    length = response.headers.get("Content-Length")
+    if length and length.strip().isdigit() and int(length) > limits.max_bytes:
+        raise _too_big(url, limits, f"the server says the file has {int(length)} bytes")
+    digest, size = hashlib.sha256(), 0
     with open(out, "wb") as f:
-        while block := response.read(1 << 20):
+        while block := response.read1(1 << 20):  # what has arrived, up to 1 MiB: no wait for a full block
+            size += len(block)
+            if size > limits.max_bytes:
+                raise _too_big(url, limits, f"more than {limits.max_bytes} bytes received")
+            if time.monotonic() > deadline:
+                raise SourceError(f"ingest.url={mask_url(url)!r}: not downloaded within ingest.url_deadline_s="
+                                  f"{limits.deadline_s:g} s ({size} bytes so far); raise ingest.url_deadline_s, or "
+                                  "download the file by hand and point ingest.path at it")
             digest.update(block)
             f.write(block)
     return digest.hexdigest()
 
 
-def download(url: str, sha256: str, cache_dir: Path) -> Path:
-    """The file at url, from the cache when a copy with this sha256 is there, else downloaded once."""
+def download(url: str, sha256: str, cache_dir: Path, limits: UrlLimits) -> Path:
+    """The file at url, from the cache when a copy with this sha256 is there, else downloaded once,
+    within limits (a temporary file, renamed into place once its digest is the one expected)."""
     name = Path(urllib.parse.urlparse(url).path).name or "download"
     target = cache_dir / "downloads" / sha256 / name
     if target.is_file() and file_digest(target) == sha256:
         log.info("using %s (cached copy of %s)", target, mask_url(url))
         return target
     log.info("downloading %s to %s", mask_url(url), target)
+    header = auth_header()
+    request = urllib.request.Request(url)
+    if header:
+        request.add_unredirected_header(*header)  # redirects: _Redirects decides
+    opener = urllib.request.build_opener(_Redirects(url, header))
+    deadline = time.monotonic() + limits.deadline_s
+    # The socket timeout bounds each wait; the deadline, checked after each block, the whole.
+    timeout = min(DOWNLOAD_TIMEOUT_S, limits.deadline_s)
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, atomic_path(target) as tmp:
-            got = _stream(response, tmp)
+        with opener.open(request, timeout=timeout) as response, atomic_path(target) as tmp:
+            got = _stream(response, tmp, url, limits, deadline)
             if got != sha256:  # leaving the block by an exception removes the temporary file
                 raise SourceError(f"ingest.url={mask_url(url)!r}: the downloaded file has sha256 {got}, but "
                                   f"ingest.sha256 is {sha256}; if the file changed on purpose, set "
@@ -419,7 +488,7 @@ def extract_archive(archive: Path) -> Path:
 
 def read_url(p: IngestParams, cache_dir: Path) -> RawTable:
     kind = url_format(p.url, p.url_format)
-    path = download(p.url, p.sha256.lower(), cache_dir)
+    path = download(p.url, p.sha256.lower(), cache_dir, UrlLimits(p.url_max_bytes, p.url_deadline_s))
     table = read_aclimdb(extract_archive(path)) if kind == "aclimdb" else read_file(kind, path, p)
     origin = {"url": mask_url(p.url), "sha256": p.sha256, "format": kind}  # meta.json is not a secret store
     return replace(table, describe=f"{mask_url(p.url)} (cached at {path})", origin=origin)

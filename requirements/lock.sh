@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the hashed locks of the whole environment: pyproject.toml's dependencies and its
-# `test` and `hf` extras, for Linux x86-64 and CPython 3.11 (markers are evaluated for the
+# `test`, `hf`, `ui` (Playwright, for tools/ui_check.py in CI) and `spark` (pyspark, for
+# tests/test_spark.py) extras, for Linux x86-64 and CPython 3.11 (markers are evaluated for the
 # machine this runs on: run it on one of those). Needs pip-tools (`pip install pip-tools`).
+# pyspark is a 456 MB sdist: pip-compile downloads it to read its metadata, and pip installing
+# the locks builds a wheel from it.
 #
 #   requirements/cpu.lock   torch 2.13.0+cpu, PyTorch's CPU wheel (https://download.pytorch.org/whl/cpu).
 #                           pip must find that file: here pip's find-links (/opt/wheels) holds it;
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/.."
 # downloads from GitHub), and it pins the setuptools the project builds with.
 compile() {
   CUSTOM_COMPILE_COMMAND="requirements/lock.sh  (Linux x86-64, CPython 3.11)" python -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-    --extra test --extra hf --build-deps-for wheel \
+    --extra test --extra hf --extra ui --extra spark --build-deps-for wheel \
     --no-emit-find-links --no-emit-index-url --no-emit-trusted-host "$@" pyproject.toml
 }
 

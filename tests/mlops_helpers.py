@@ -5,6 +5,7 @@ per session that the slower tests clone."""
 from __future__ import annotations
 
 import shutil
+import urllib.parse
 from pathlib import Path
 
 import mlflow
@@ -145,6 +146,12 @@ def clone_project(source: Path, dest: Path) -> Path:
     sh(dest, "dvc", "checkout", "-q")
     shutil.copy2(source / "mlflow.db", dest / "mlflow.db")
     return dest
+
+
+def stored_model(name: str, version: str) -> Path:
+    """Where a registered version's files lie in the local store (to tamper with them)."""
+    uri = mlflow.MlflowClient().get_model_version_download_uri(name, version)
+    return Path(urllib.parse.urlparse(uri).path if uri.startswith("file:") else uri)
 
 
 def model_name(request) -> str:

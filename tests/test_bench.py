@@ -45,6 +45,7 @@ def commands(tmp: Path, tiny_bert: Path) -> dict[str, list[str]]:
         # No checkpoint at --model: the bench fine-tunes one from the tiny BERT with the stages first.
         "predict_bench": [bench("predict_bench"), "--quick", "--model", str(tmp / "no-checkpoint"),
                           "--base-model", str(tiny_bert), "--scratch", str(tmp / "predict")],
+        "serve_bench": [bench("serve_bench"), "--quick"],  # starts a real `mlflow models serve`
         "train_bench": [bench("train_bench"), "--quick", "--model", str(tiny_bert), "--ways", "ours,tutorial"],
         "scale_bench": [bench("scale_bench"), "--quick", "--workdir", str(tmp / "scale")],
         "recipe_search": [bench("recipe_search"), "--quick", "--model", str(tiny_bert)],
@@ -167,6 +168,24 @@ def test_predict_bench_quick_fine_tunes_a_checkpoint_and_times_it(runs, tmp):
     for way in ("ours", "pipeline_bs1", "pipeline_bs8", "pipeline_bs32"):
         (time_vs_ours,) = re.findall(rf"INFO predict_bench: {way} +[\d.]+ reviews/s .* median ([\d.]+)", stderr)
         positive(time_vs_ours)
+
+
+def test_serve_bench_quick_serves_concurrent_clients_and_compares_in_process(runs):
+    stdout, stderr = succeeded(runs("serve_bench"))
+    results = result(stdout)
+    assert set(results) == {"serve_reviews_per_s", "p99_s", "rss_growth_mb", "vs_predict_proba"}
+    for name in ("serve_reviews_per_s", "p99_s", "vs_predict_proba"):
+        positive(results[name])
+    assert abs(float(results["rss_growth_mb"])) < 1000
+    (rss,) = re.findall(r"^server RSS MB: (.*)$", stdout, re.M)
+    assert [name for name, _ in re.findall(r"([a-z -]+[a-z\d]) (\d+)(?:, |$)", rss)] == [
+        "start", "after warm-up", "after round 1", "after round 2", "end"], rss
+    # The served answers are the in-process ones: the same model, code and thread settings.
+    (diff,) = re.findall(r"^served probabilities vs in process: largest difference (\S+)$", stdout, re.M)
+    assert float(diff) < 1e-6, stdout
+    for r, first in ((1, "served"), (2, "in process")):  # both ways in each round, the order alternating
+        assert re.search(rf"round {r} \({first} first\): \d+ requests, \d+ reviews: served [\d.]+ reviews/s",
+                         stderr), stderr[-3000:]
 
 
 def test_recipe_search_quick_packs_and_runs_two_recipes(runs):

@@ -97,7 +97,8 @@ def locked_requirements() -> list[Requirement]:
     extras = re.findall(r"--extra (\w+)", (LOCKS / "lock.sh").read_text(encoding="utf-8"))
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     lines = [*project["dependencies"], *(line for extra in extras for line in project["optional-dependencies"][extra])]
-    assert set(extras) == {"test", "hf"}, extras  # the tests need both: nothing skips for a missing library
+    # the tests need these: nothing skips for a missing library (ui: tools/ui_check.py; spark: test_spark.py)
+    assert set(extras) == {"test", "hf", "ui", "spark"}, extras
     requirements = [Requirement(str(line)) for line in lines]
     return [r for r in requirements if r.marker is None or r.marker.evaluate(LOCK_PLATFORM)]
 
@@ -118,7 +119,10 @@ def test_the_readme_installs_with_the_lines_ci_runs():
     (readme,) = [block for block in blocks if any("requirements/cpu.lock" in line for line in block)]
     ci = commands((ROOT / ".ci/run").read_text(encoding="utf-8"))
     assert readme == [line for line in ci if "pip install" in line]  # the same lines, in the same order
-    assert ci[-2:] == ["ruff check .", "python -m pytest -q"]  # then lint and the README's test command
+    # then lint, and the README's test command (its status kept while the UI check finishes)
+    runs = [line.split("||")[0].strip() for line in ci]
+    assert runs.index("ruff check .") < runs.index("python -m pytest -q")
+    assert "python tools/ui_check.py --out ui_check > \"$ui_log\" 2>&1 &" in ci  # the MLflow UI check, beside
     assert ["python -m pytest -q"] in [[line.split("#")[0].strip()] for block in blocks for line in block]
     for named in re.findall(r"-r (\S+)", " ".join(line for block in blocks for line in block)):
         assert (ROOT / named).is_file(), f"the README installs {named}, which does not exist"

@@ -23,6 +23,7 @@ from bertpipe import promote
 from bertpipe.artifacts import write_parquet
 from bertpipe.config import PromoteParams
 from bertpipe.contracts import ASSIGNMENT_FILE
+from bertpipe.manifest import MANIFEST_TAG
 from bertpipe.params import ParamsError
 from bertpipe.promote import Scored, decide, mcnemar
 from bertpipe.registry import CHALLENGER, CHAMPION, set_champion, version_by_alias
@@ -32,6 +33,7 @@ from tests.mlops_helpers import (
     constant_checkpoints,
     log_and_register,
     model_name,
+    stored_model,
     unseen_reviews,
     write_gate_split,
 )
@@ -113,6 +115,28 @@ def test_a_significantly_better_challenger_takes_over(gate, capsys):
     gain = re.search(r"\*\*Accuracy gain over the champion\*\*: \+0\.5000, paired 95% bootstrap interval "
                      r"([+-][\d.]+) to ([+-][\d.]+) \(1000 resamples of the 16 rows\)", out)
     assert gain and -0.1 < float(gain.group(1)) < 0.5 < float(gain.group(2)) <= 1.0
+
+
+def test_the_gate_refuses_a_version_whose_files_or_tag_changed_after_registration(gate, capsys):
+    gate.train(gate.models[POSITIVE])
+    weights = stored_model(gate.name, "1") / "artifacts" / gate.models[POSITIVE].name / "model.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one bit of one weight
+    assert gate.run() == promote.RUN_REFUSED and gate.alias(CHAMPION) is None and gate.tag(1) is None
+    out = capsys.readouterr().out
+    assert f"**refused**: {CHALLENGER} {gate.name} v1 (" in out
+    assert f"is not the model that was registered: artifacts/{gate.models[POSITIVE].name}/model.safetensors has " \
+           "sha256 " in out
+    weights.write_bytes(original)
+    client = MlflowClient()
+    tag = client.get_model_version(gate.name, "1").tags[MANIFEST_TAG]
+    forged = tag.replace('"mlflow_model.py":"', '"mlflow_model.py":"0')  # another digest for one file
+    client.set_model_version_tag(gate.name, "1", MANIFEST_TAG, forged)
+    assert gate.run() == promote.RUN_REFUSED
+    assert f"the manifest.json inside the artifact differs from its '{MANIFEST_TAG}' tag: mlflow_model.py has " \
+           "sha256 " in capsys.readouterr().out
+    client.set_model_version_tag(gate.name, "1", MANIFEST_TAG, tag)  # as registered: judged
+    assert gate.run() == promote.PROMOTED and gate.alias(CHAMPION) == 1
 
 
 def test_equal_models_are_not_promoted(gate, capsys):

@@ -4,15 +4,22 @@ record, and finding the checkpoint behind a local folder or an MLflow URI."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from bertpipe.artifacts import read_parquet
+from bertpipe.artifacts import file_digest, read_parquet
 from bertpipe.inference import Classifier
 from bertpipe.lineage import row_hashes, set_digest
+from bertpipe.manifest import MANIFEST_TAG, ManifestMismatch, logged_files
 from bertpipe.registry import (
     CHALLENGER,
     CHAMPION,
@@ -23,10 +30,12 @@ from bertpipe.registry import (
     set_champion,
     version_by_alias,
 )
+from tests.conftest import free_port
 from tests.mlops_helpers import (
     constant_checkpoints,
     log_and_register,
     model_name,
+    stored_model,
     write_gate_split,
 )
 
@@ -102,3 +111,57 @@ def test_a_missing_alias_or_version_names_the_fix(models, request, tmp_path):
         with pytest.raises(ValueError, match=rf"models:/{name}.*: not in the MLflow store .*@champion alias exists "
                                              r"once the promotion gate promoted a model"):
             resolve_checkpoint(uri, tmp_path)
+
+
+def test_registration_records_a_digest_manifest_of_every_file_the_model_carries(models, request):
+    name = model_name(request)
+    log_and_register(models[1], name)
+    tag = json.loads(MlflowClient().get_model_version(name, "1").tags[MANIFEST_TAG])
+    files, stored = logged_files(stored_model(name, "1"))
+    assert json.loads(stored.read_text()) == tag  # the same in the artifact as in the tag
+    assert tag == {key: file_digest(path) for key, path in files.items()}  # every file the model loads
+    ckpt = f"artifacts/{models[1].name}"
+    assert {f"{ckpt}/model.safetensors", f"{ckpt}/config.json", f"{ckpt}/tokenizer.json", f"{ckpt}/pipeline.json",
+            "code/bertpipe/inference.py", "code/bertpipe/manifest.py", "mlflow_model.py"} <= set(tag)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda ckpt: (ckpt / "config.json").write_text((ckpt / "config.json").read_text() + " "),
+     r"artifacts/always-1/config.json has sha256 [0-9a-f]{12}\.\.\., the manifest says [0-9a-f]{12}"),
+    (lambda ckpt: (ckpt.parents[1] / "code/bertpipe/extra.py").write_text("print('hi')\n"),
+     r"code/bertpipe/extra.py is not in the manifest \(a file added after registration\)"),
+], ids=["config changed", "code added"])
+def test_the_served_model_refuses_to_load_files_that_changed_naming_the_file(models, request, tmp_path,
+                                                                             change, match):
+    name = model_name(request)
+    log_and_register(models[1], name)
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path / "dl")))
+    served = mlflow.pyfunc.load_model(str(folder))  # as it was registered: loads and answers
+    assert served.predict(pd.DataFrame({"text": ["any text"]}))["label"].tolist() == ["positive"]
+    change(folder / "artifacts" / models[1].name)
+    with pytest.raises(ManifestMismatch, match=rf"{re.escape(str(folder))}\) is not the model that was "
+                                               rf"registered: {match}"):
+        mlflow.pyfunc.load_model(str(folder))
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_refuses_to_start_on_a_changed_model(models, request, tmp_path):
+    """The real server runs the artifact's own code (code/ first on sys.path): it checks too."""
+    log_and_register(models[1], model_name(request))
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name(request)}/1", dst_path=str(tmp_path)))
+    code = folder / "code/bertpipe/inference.py"
+    code.write_text(code.read_text() + "# changed after registration\n")
+    with open(tmp_path / "serve.log", "w+") as out:
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(folder),
+                                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(free_port()), "-w", "1"],
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            status = server.wait(timeout=180)
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
+        out.seek(0)
+        log = out.read()
+    assert status != 0
+    assert "is not the model that was registered: code/bertpipe/inference.py has sha256" in log, log[-3000:]

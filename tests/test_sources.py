@@ -12,16 +12,19 @@ import json
 import sys
 import tarfile
 import threading
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bertpipe.artifacts import file_digest
-from bertpipe.config import IngestParams
+from bertpipe.config import URL_AUTH_ENV, IngestParams
 from bertpipe.embedded import movie_reviews_csv
 from bertpipe.params import ParamsError, from_mapping, read_yaml
-from bertpipe.sources import SourceError, embedded_origin, load_source, url_format
+from bertpipe.sources import SourceError, _Redirects, embedded_origin, load_source, url_format
 from tests.conftest import ROOT
 
 ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ("great, really great", "pos")]
@@ -142,14 +145,16 @@ def test_huggingface_without_datasets_installed_says_how_to_install(tmp_path, mo
         load(tmp_path, source="huggingface", hf_dataset="stanfordnlp/imdb")
 
 
-@contextlib.contextmanager
-def serve(folder: Path):
-    """A local HTTP server for folder on 127.0.0.1, stopped when the block ends."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
 
-    handler = functools.partial(Quiet, directory=str(folder))
+
+@contextlib.contextmanager
+def serve(folder: Path, handler=None):
+    """A local HTTP server for folder (or with handler, a request handler class) on 127.0.0.1,
+    stopped when the block ends."""
+    handler = handler or functools.partial(Quiet, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -204,6 +209,125 @@ def test_url_to_an_aclimdb_archive_is_unpacked_once(tmp_path, no_proxy):
     assert len(rows) == 5 and rows["source_split"].tolist().count("test") == 2
 
 
+class Streaming(Quiet):
+    """GET: BODY_BYTES of CSV, BLOCK bytes at a time, each after PAUSE_S; counts what it sent.
+    Content-Length only when LENGTH is set (else the body ends when the connection closes)."""
+
+    BODY_BYTES, BLOCK, PAUSE_S, LENGTH = 32 << 20, 64 << 10, 0.0, None
+    sent: list[int]
+    done: threading.Event
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.LENGTH is not None:
+            self.send_header("Content-Length", str(self.LENGTH))
+        self.end_headers()
+        block = b"x" * self.BLOCK
+        try:
+            while self.sent[0] < self.BODY_BYTES:
+                time.sleep(self.PAUSE_S)
+                self.wfile.write(block)
+                self.sent[0] += len(block)
+        except OSError:  # the client hung up
+            pass
+        finally:
+            self.close_connection = True
+            self.done.set()
+
+
+def streaming(**settings) -> type[Streaming]:
+    return type("Site", (Streaming,), {"sent": [0], "done": threading.Event(), **settings})
+
+
+def url_values(base: str, **values) -> dict:
+    return {"source": "url", "url": f"{base}/reviews.csv", "sha256": "0" * 64, **values}
+
+
+def test_url_download_stops_as_soon_as_it_passes_the_byte_cap(tmp_path, no_proxy):
+    site = streaming()
+    with serve(tmp_path, site) as base:
+        with pytest.raises(SourceError, match=r"ingest.url='http://127.0.0.1:\d+/reviews.csv': more than 1048576 "
+                                              r"bytes received, more than ingest.url_max_bytes=1048576; raise "
+                                              r"ingest.url_max_bytes"):
+            load(tmp_path, **url_values(base, url_max_bytes=1 << 20))
+        assert site.done.wait(10)
+    # Stopped early: what the server got out before the hang-up is the cap and the socket buffers.
+    assert site.sent[0] < Streaming.BODY_BYTES // 2
+    assert not list((tmp_path / "cache").rglob("*.csv*"))  # no partial file left behind
+
+
+def test_url_download_refuses_a_declared_length_over_the_cap_before_reading(tmp_path, no_proxy):
+    with serve(tmp_path, streaming(LENGTH=Streaming.BODY_BYTES, PAUSE_S=0.01)) as base:
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"the server says the file has 33554432 bytes, more than "
+                                              r"ingest.url_max_bytes=1000"):
+            load(tmp_path, **url_values(base, url_max_bytes=1000))
+        assert time.monotonic() - started < 2  # the whole body takes 5 s to send
+
+
+def test_url_download_stops_at_its_deadline(tmp_path, no_proxy):
+    # 100 bytes every 50 ms: never a stalled read, so only the total deadline stops it (after ~20 s).
+    with serve(tmp_path, streaming(BODY_BYTES=40_000, BLOCK=100, PAUSE_S=0.05)) as base:
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"reviews.csv': not downloaded within ingest.url_deadline_s=0.5 s "
+                                              r"\(\d+ bytes so far\); raise ingest.url_deadline_s"):
+            load(tmp_path, **url_values(base, url_deadline_s=0.5))
+        assert time.monotonic() - started < 3
+
+
+def test_a_redirect_from_https_to_http_is_refused():
+    """Checked on the redirect handler itself: a local https server would need a certificate
+    that the download trusts, which only a test hook in the download could arrange."""
+    url = "https://data.example.org/reviews.csv"
+    redirects = _Redirects(url, ("Authorization", "Bearer s3cret"))
+    with pytest.raises(SourceError, match=r"ingest.url='https://data.example.org/reviews.csv': redirected from https "
+                                          r"to 'http://mirror.example.org/r.csv\?sig=\*\*\*', which is not https"):
+        redirects.redirect_request(urllib.request.Request(url), None, 302, "Found", {},
+                                   "http://mirror.example.org/r.csv?sig=abc")
+    same = redirects.redirect_request(urllib.request.Request(url), None, 302, "Found", {},
+                                      "https://data.example.org/v2/reviews.csv")
+    other = redirects.redirect_request(urllib.request.Request(url), None, 302, "Found", {},
+                                       "https://cdn.example.net/reviews.csv")
+    assert same.get_header("Authorization") == "Bearer s3cret"  # the same origin keeps the credential
+    assert other.full_url == "https://cdn.example.net/reviews.csv" and not other.has_header("Authorization")
+
+
+class Redirecting(Quiet):
+    """/go?to=<url> redirects there; every request's Authorization header is recorded."""
+
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path.startswith("/go?to="):
+            self.send_response(302)
+            self.send_header("Location", urllib.parse.unquote(self.path[len("/go?to="):]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+def test_the_auth_header_from_the_environment_goes_to_the_url_and_its_own_origin_only(tmp_path, no_proxy,
+                                                                                      monkeypatch, caplog):
+    path = write_csv(tmp_path / "reviews.csv")
+    monkeypatch.setenv(URL_AUTH_ENV, "Authorization: Bearer s3cret")
+    handler = type("Site", (Redirecting,), {"seen": []})
+    with serve(tmp_path, functools.partial(handler, directory=str(tmp_path))) as base, caplog.at_level("DEBUG"):
+        port = base.rsplit(":", 1)[1]
+        hops = f"http://localhost:{port}/reviews.csv"  # another host name: another origin
+        url = f"{base}/go?to={urllib.parse.quote(f'{base}/go?to={urllib.parse.quote(hops)}')}"
+        rows = load(tmp_path, **url_values(base, url=url, sha256=sha256(path), url_format="csv",
+                                           text_column="review", label_column="sentiment"))
+    assert rows["text"].tolist() == [t for t, _ in ROWS]
+    assert [auth for _, auth in handler.seen] == ["Bearer s3cret", "Bearer s3cret", None]
+    assert "s3cret" not in caplog.text
+    monkeypatch.setenv(URL_AUTH_ENV, "Bearer s3cret")
+    with pytest.raises(SourceError, match=rf"{URL_AUTH_ENV} is not one header 'Name: value'") as err:
+        load(tmp_path, **url_values(base, url=f"{base}/other.csv"))
+    assert "s3cret" not in str(err.value)
+
+
 def test_url_format_from_the_name():
     assert url_format("https://x.org/a/reviews.csv.gz?raw=1", "auto") == "csv"
     assert url_format("https://x.org/aclImdb_v1.tar.gz", "auto") == "aclimdb"
@@ -250,6 +374,13 @@ def test_missing_file_and_folder_are_named(tmp_path):
     ({"source": "huggingface"}, r"ingest.hf_dataset='' in params.yaml: required with source 'huggingface'"),
     ({"source": "url", "url": "ftp://x/y.csv", "sha256": "0" * 64}, r"ingest.url='ftp://x/y.csv' .*http"),
     ({"source": "url", "url": "https://x/y.csv", "sha256": "abc"}, r"ingest.sha256='abc' .*64 hex digits"),
+    ({"source": "url", "url": "https://me:s3cret@x/y.csv", "sha256": "0" * 64},
+     r"ingest.url='https://\*\*\*@x/y.csv' .*credential \(user info\).*set the environment variable "
+     r"BERTPIPE_URL_AUTH_HEADER to the header"),
+    ({"source": "url", "url": "https://x/y.csv?raw=1&X-Amz-Signature=s3cret", "sha256": "0" * 64},
+     r"ingest.url='https://x/y.csv\?raw=\*\*\*&X-Amz-Signature=\*\*\*' .*\(query parameter 'X-Amz-Signature'\)"),
+    ({"url_max_bytes": 0}, r"ingest.url_max_bytes=0 .*must be >= 1"),
+    ({"url_deadline_s": 0}, r"ingest.url_deadline_s=0 .*must be > 0"),
     ({"source": "excel"}, r"ingest.source='excel' .*must be one of 'imdb', 'rotten_tomatoes', 'csv'"),
     ({"text_column": "t", "label_column": "t"}, r"ingest.label_column='t' .*must differ from text_column"),
     ({"label_names": ["only"]}, r"ingest.label_names=\['only'\] .*at least two classes"),
