@@ -2,6 +2,7 @@
 
     bertpipe predict --model models/best "A wonderful film."
     bertpipe promote --run-file models/run.json --split data/split --dry-run
+    bertpipe recipes --json
     dvc push 2>&1 | bertpipe redact
 
 Each command is a module's main(), run through bertpipe.logs.run_cli (one `error:` line for an
@@ -29,6 +30,7 @@ class Command(NamedTuple):
 COMMANDS = {
     "predict": Command("bertpipe.predict", "classify texts with a checkpoint or an MLflow model"),
     "promote": Command("bertpipe.promote", "the promotion gate: train's model against the champion"),
+    "recipes": Command("bertpipe.recipes", "each recipe's runs over seeds: mean, spread, interval"),
     "redact": Command("bertpipe.redact", "mask the credentials in URLs of stdin (a filter)"),
 }
 

@@ -12,13 +12,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bertpipe.params import InvalidValue
-from bertpipe.redact import mask_url
+from bertpipe.redact import mask_url, url_credential
 from bertpipe.text import Normalization
 
 Metric = Literal["accuracy", "f1_macro", "roc_auc", "neg_log_loss"]
 Precision = Literal["auto", "bf16", "fp32"]
 FILE_SOURCES = ("csv", "tsv", "jsonl", "parquet", "aclimdb")
 EMBEDDED_SOURCES = ("imdb", "rotten_tomatoes")
+# An http header ("Name: value") that ingest sends with the url source's request: credentials
+# live there, never in params.yaml, which DVC copies into dvc.lock.
+URL_AUTH_ENV = "BERTPIPE_URL_AUTH_HEADER"
 
 
 def is_sha256(text: str) -> bool:
@@ -44,6 +47,8 @@ class IngestParams(Section):
     url: str
     sha256: str
     url_format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "aclimdb"]
+    url_max_bytes: int = Field(ge=1)  # the download stops as soon as it is larger
+    url_deadline_s: float = Field(gt=0)  # the whole download, connect to last byte
     hf_dataset: str
     hf_config: str
     hf_revision: str  # a tag or commit of the dataset repository; '' = latest
@@ -84,6 +89,11 @@ class IngestParams(Section):
         if self.source == "url":
             if not self.url.startswith(("http://", "https://")):
                 raise InvalidValue("url", mask_url(self.url), "must start with http:// or https://")
+            if found := url_credential(self.url):
+                raise InvalidValue("url", mask_url(self.url),
+                                   f"holds a credential ({found}), which DVC would copy into dvc.lock; remove it "
+                                   f"and set the environment variable {URL_AUTH_ENV} to the header that carries "
+                                   "it instead, e.g. 'Authorization: Bearer <token>'")
             if not is_sha256(self.sha256):
                 raise InvalidValue("sha256", self.sha256, "required with source 'url': the file's sha256, "
                                    "64 hex digits (run: sha256sum FILE)")
@@ -150,17 +160,23 @@ class TrainParams(Section):
     warmup_fraction: float = Field(ge=0, lt=1)
     max_grad_norm: float = Field(gt=0)
     # balanced: weight each class's loss by rows / (classes x rows of the class), so a rare
-    # class counts as much as a common one; none: plain cross-entropy.
-    class_weights: Literal["none", "balanced"]
+    # class counts as much as a common one; none: plain cross-entropy; auto: balanced when the
+    # training rows are imbalanced (stages/train.py, resolve_auto), none otherwise.
+    class_weights: Literal["auto", "none", "balanced"]
     # Length grouping: this many batches are drawn at random, sorted by length, then cut.
     group_batches: int = Field(ge=1)
     log_every_steps: int = Field(ge=1)  # train loss and learning rate to MLflow and the curve
-    eval_every_steps: int = Field(ge=1)
-    metric: Metric
+    # A number of steps, or auto: four evaluations a run, the last at its last step.
+    eval_every_steps: int | Literal["auto"]
+    # The validation metric that picks the best checkpoint; auto: f1_macro when the training
+    # rows are imbalanced, accuracy otherwise.
+    metric: Literal["auto", Metric]
     early_stopping_patience: int = Field(ge=0)  # evaluations without improvement; 0 = off
     save_every_steps: int = Field(ge=1)  # resumable checkpoint
     precision: Precision
     eval_batch_size: int = Field(ge=1)
+    # Temperature scaling of the best checkpoint on validation (bertpipe.calibration); false: T = 1.
+    calibrate: bool
 
     @field_validator("mlflow_experiment", "registered_model")
     @classmethod
@@ -168,6 +184,13 @@ class TrainParams(Section):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @field_validator("eval_every_steps", mode="before")
+    @classmethod
+    def _steps_or_auto(cls, value: object) -> object:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("must be a whole number of steps >= 1, or auto (four evaluations a run)")
 
 
 class EvaluateParams(Section):

@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bertpipe.artifacts import TokenizedSplit
 from bertpipe.batching import collate, sorted_batches
+from bertpipe.calibration import softmax, temperature_of
 from bertpipe.contracts import CheckpointMeta
 from bertpipe.modeling import Precision, autocast, autocast_dtype
 from bertpipe.tokens import Encoder
@@ -31,7 +32,18 @@ BATCHES_PER_WORKER = 4  # the fewest batches each CPU worker gets, so that they 
 def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.device,
                   dtype: torch.dtype | None, pad_id: int, workers: int = 1,
                   pool: ThreadPoolExecutor | None = None) -> np.ndarray:
-    """Class probabilities (N, C) in the split's row order.
+    """Class probabilities (N, C) in the split's row order: softmax(logits / T), T the model's
+    calibration temperature (bertpipe.calibration; 1 for a checkpoint without one). Classifier,
+    so predict, the served model and the promotion gate, score here; train's validation (T = 1)
+    and evaluate (T and T = 1, to report both) take predict_logits and apply it themselves."""
+    logits = predict_logits(model, split, batch_size, device, dtype, pad_id, workers, pool)
+    return softmax(logits, temperature_of(model.config))
+
+
+def predict_logits(model, split: TokenizedSplit, batch_size: int, device: torch.device,
+                   dtype: torch.dtype | None, pad_id: int, workers: int = 1,
+                   pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """Logits (N, C) in float64, in the split's row order.
 
     workers > 1 (CPU): that many threads score whole batches, each with one intra-op thread,
     taking the next batch from a shared queue (longest first) when done with the last. Ops split
@@ -41,19 +53,19 @@ def predict_probs(model, split: TokenizedSplit, batch_size: int, device: torch.d
     threads to use (scoring_pool; a Classifier makes its own once), else made for this call.
     """
     model.eval()
-    probs = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
+    out = np.zeros((len(split), model.config.num_labels), dtype=np.float64)
     batches = sorted_batches(split.lengths, worker_batch_size(len(split), batch_size, workers))
 
     def score(rows: np.ndarray) -> None:
         batch = collate(split, rows, pad_id)
         logits = model(input_ids=batch["input_ids"].to(device),
                        attention_mask=batch["attention_mask"].to(device)).logits
-        probs[rows] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        out[rows] = logits.double().cpu().numpy()
 
     # One autocast region per worker: autocast caches the bf16 copies of the weights within a
     # region, so they are cast once rather than once per batch.
     run_batches(batches, score, workers, lambda: _inference_mode(device, dtype), pool)
-    return probs
+    return out
 
 
 @contextmanager
@@ -198,6 +210,11 @@ class Classifier:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         encoder = Encoder(tokenizer, meta.max_length, meta.truncation, meta.head_tokens)
         return cls(model.to(device).eval(), encoder, meta, device, autocast_dtype(device, precision))
+
+    @property
+    def temperature(self) -> float:
+        """The checkpoint's calibration temperature, which predict_proba applies (1: none)."""
+        return temperature_of(self.model.config)
 
     @property
     def label_names(self) -> list[str]:

@@ -59,6 +59,12 @@ def split_rows(split_dir: str | Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def split_digests(split_dir: str | Path) -> dict[str, str]:
+    """{split: set_digest of its rows} for the split folder's train, val and test tables."""
+    rows = split_rows(split_dir)
+    return {name: set_digest(rows.loc[rows["split"] == name, "hash"].to_numpy(np.uint64)) for name in SPLITS}
+
+
 SPLIT_SEED_TAG = f"{TAG}split_seed"
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +22,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 import bertpipe
+from bertpipe import manifest
 from bertpipe.artifacts import file_digest
 from bertpipe.params import read_yaml
 from bertpipe.redact import PlainError, mask_mapping, mask_text, mask_url, parse_url
@@ -44,6 +47,13 @@ RUNS_VIEW_KEY, RUNS_VIEW_NAME = "bertpipe", "bertpipe: key columns"
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 KEY_METRICS = (("test", "accuracy"), ("test", "accuracy_gain_over_baseline"), ("val", "best_accuracy"))
 KEY_PARAMS = ("learning_rate", "max_length", "epochs")
+# A run's recipe: everything that defines its result except the seed (recipe_params), hashed, so
+# that the runs of one recipe at several train.seed are one group (`bertpipe recipes`, the UI's
+# Group by). split.seed is not a seed here: it picks other rows, so other test rows too.
+RECIPE_TAG, RECIPE_PARAMS_TAG = "recipe", "recipe_params"
+SEED_PARAMS = ("seed",)  # train's params that only seed randomness
+RECIPE_CHARS = 12  # hex digits of the sha256
+MAX_TAG_CHARS = 5000  # MLflow 3 keeps tag values up to 8,000 characters, older servers 5,000
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store by default
 LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "mlflow", "dvc", "pandas", "numpy", "scikit-learn")
 # The hashed locks requirements/lock.sh writes, relative to the project root; each pins its torch build.
@@ -229,6 +239,47 @@ def log_params(params: dict) -> None:
     mlflow.log_params({k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in params.items()})
 
 
+def canonical_json(value) -> str:
+    """The one text of a JSON value, on any machine: keys sorted, no spaces, floats as Python's
+    shortest round-trip repr (8e-05), NaN refused."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def flat(mapping: dict, prefix: str) -> dict:
+    """{"a": {"b": 1}} -> {"<prefix>a.b": 1}: nested keys as dotted names; lists stay values."""
+    out = {}
+    for key, value in mapping.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def recipe_params(train: dict, tokenized: dict, rows: dict[str, str], world_size: int) -> dict:
+    """What defines a run's result except its seed, as flat dotted keys: train's typed params
+    less SEED_PARAMS (train passes them with `auto` resolved), how the ids were made (tokenize's meta.json:
+    model, revision, length, truncation, class names, normalisation), the row set of each split
+    (lineage digests, so the upstream params and the data version count through the rows they
+    select) and the number of processes (train.batch_size is per process)."""
+    params = {f"train.{k}": v for k, v in train.items() if k not in SEED_PARAMS}
+    params.update(flat(tokenized, "tokenized."))
+    params.update({f"rows.{split}": digest for split, digest in rows.items()})
+    params["run.world_size"] = world_size
+    return params
+
+
+def recipe_tags(params: dict) -> dict[str, str]:
+    """The run tags `recipe` (RECIPE_CHARS hex of the sha256 of params' canonical JSON) and
+    `recipe_params` (that JSON, what `bertpipe recipes` compares; left out, with a warning, when
+    longer than an MLflow tag value may be)."""
+    text = canonical_json(params)
+    tags = {RECIPE_TAG: hashlib.sha256(text.encode("utf-8")).hexdigest()[:RECIPE_CHARS]}
+    if len(text) <= MAX_TAG_CHARS:
+        tags[RECIPE_PARAMS_TAG] = mask_text(text)  # a model given as a URL keeps its credentials out
+    else:
+        log.warning("recipe params are %d characters, over MLflow's %d for a tag: tagged `%s` only",
+                    len(text), MAX_TAG_CHARS, RECIPE_TAG)
+    return tags
+
+
 def run_tags(device: str) -> dict[str, str]:
     tags = {**git_state(), **library_versions(), **lock_state(), "device": device}
     if exp := os.environ.get("DVC_EXP_NAME"):
@@ -266,21 +317,28 @@ def log_classifier(checkpoint: Path, example_texts: list[str], example_output: p
                    registered_model: str | None = None, version_tags: dict[str, str] | None = None):
     """Log the checkpoint once as an MLflow pyfunc model with signature and input example;
     with registered_model, register it as a new version of that name (no alias: the promotion
-    gate judges versions), tagged with version_tags (lineage: bertpipe.lineage)."""
+    gate judges versions), tagged with version_tags (lineage: bertpipe.lineage) and the digest
+    manifest of the files it carries (bertpipe.manifest), which the model also carries."""
     example = pd.DataFrame({"text": example_texts})
     requirements = [f"{lib}=={version(lib)}" for lib in ("torch", "transformers", "tokenizers", "safetensors",
                                                          "pandas", "numpy", "mlflow")]
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_NAME,
-        python_model=str(Path(bertpipe.__file__).parent / "mlflow_model.py"),  # models from code: no pickle
-        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
-        code_paths=[str(Path(bertpipe.__file__).parent)],
-        signature=infer_signature(example, example_output),
-        input_example=example,
-        pip_requirements=requirements,
-    )
+    code = Path(bertpipe.__file__).parent
+    model_code = code / "mlflow_model.py"  # models from code: no pickle
+    files = manifest.digests(manifest.carried_files({CHECKPOINT_ARTIFACT: checkpoint}, [code], model_code))
+    with tempfile.TemporaryDirectory(prefix="manifest-") as tmp:
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(model_code),
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint),
+                       manifest.MANIFEST_ARTIFACT: str(manifest.write(Path(tmp), files))},
+            code_paths=[str(code)],
+            signature=infer_signature(example, example_output),
+            input_example=example,
+            pip_requirements=requirements,
+        )
     if registered_model:
-        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id, **(version_tags or {})}
+        tags = {"git_commit": git_state()["git_commit"], "run_id": info.run_id, **(version_tags or {}),
+                manifest.MANIFEST_TAG: manifest.to_json(files)}
         registered = register_version(info.model_uri, registered_model, mask_mapping(tags))
         describe_version(mlflow.MlflowClient(), registered)  # evaluate adds the test metrics
     return info

@@ -3,7 +3,8 @@
 In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json (TokenizedMeta: model,
      truncation, class names, normalisation) from tokenize; <split>/ (texts and data version,
      recorded as the model's lineage: bertpipe.lineage); params `train`.
-Out: <out>/ a Hugging Face model folder (safetensors, config with id2label, tokenizer);
+Out: <out>/ a Hugging Face model folder (safetensors, config with id2label and the calibration
+     temperature fitted on validation: bertpipe.calibration, train.calibrate; tokenizer);
      <run-file> (the MLflow run id, for evaluate); <metrics> (headline numbers, a DVC metric);
      <details> (the full summary); <curve> (train loss and learning rate every
      train.log_every_steps, the validation metric at each evaluation; a DVC plot);
@@ -29,16 +30,18 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import AutoConfig, get_linear_schedule_with_warmup
 
 from bertpipe import distributed as dist
 from bertpipe.artifacts import atomic_dir, atomic_path, read_tokenized, write_json
 from bertpipe.batching import collate, length_grouped_batches, shard
+from bertpipe.calibration import T_BOUNDS, fit_temperature, nll, set_temperature, softmax
 from bertpipe.config import TrainParams
 from bertpipe.contracts import CheckpointMeta, TokenizedMeta
-from bertpipe.inference import Classifier, predict_probs, save_checkpoint
-from bertpipe.lineage import log_lineage
+from bertpipe.inference import Classifier, predict_logits, save_checkpoint
+from bertpipe.lineage import log_lineage, split_digests
 from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
 from bertpipe.modeling import (
@@ -51,10 +54,26 @@ from bertpipe.modeling import (
 )
 from bertpipe.params import PARAMS_FILE, load_section
 from bertpipe.resume import ResumeState, load_state, mark_finished, resume_key, save_state
-from bertpipe.tracking import log_classifier, log_dataset, log_metrics, log_params, run_tags, runs_link, start_run
+from bertpipe.tracking import (
+    log_classifier,
+    log_dataset,
+    log_metrics,
+    log_params,
+    recipe_params,
+    recipe_tags,
+    run_tags,
+    runs_link,
+    start_run,
+)
 
 log = logging.getLogger("train")
 CURVE_COLUMNS = ["step", "train_loss", "learning_rate", "val_metric"]
+# train.class_weights / metric `auto`: imbalanced when the largest class has more than this
+# many times the rows of the smallest (the default IMDB rows, 2,003 / 1,997, are not).
+IMBALANCE_RATIO = 1.5
+EVALUATIONS_PER_RUN = 4  # train.eval_every_steps `auto`: the default 500 steps are evaluated every 125
+# Beside the best checkpoint in the resumable state: the validation logits it was chosen on.
+VAL_LOGITS = "val_logits.safetensors"
 EXAMPLE_TEXTS = ["A moving, beautifully acted film; I loved every minute.",
                  "Dull plot, wooden acting, and far too long. Skip it."]
 
@@ -105,6 +124,23 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tens
 def total_steps_for(steps_per_epoch: int, p: TrainParams) -> int:
     # The floor repeats epochs: a few hundred rows otherwise make too few steps to learn from.
     return max(math.ceil(p.epochs * steps_per_epoch), p.min_steps)
+
+
+def is_imbalanced(labels: np.ndarray, num_classes: int) -> bool:
+    """The largest class has more than IMBALANCE_RATIO times the rows of the smallest."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return bool(counts.max() > IMBALANCE_RATIO * counts.min())
+
+
+def resolve_auto(p: TrainParams, labels: np.ndarray, num_classes: int, total_steps: int) -> TrainParams:
+    """The params with each `auto` made concrete from the training labels and the step count:
+    imbalanced rows get balanced class weights and selection by macro F1 (plain cross-entropy
+    on a rare class settles on never predicting it, and accuracy then rewards that); the
+    evaluations are spread over the run, so a short run is not judged at its last step only."""
+    imbalanced = is_imbalanced(labels, num_classes)
+    auto = {"class_weights": "balanced" if imbalanced else "none", "metric": "f1_macro" if imbalanced else "accuracy",
+            "eval_every_steps": max(1, math.ceil(total_steps / EVALUATIONS_PER_RUN))}
+    return p.model_copy(update={k: v for k, v in auto.items() if getattr(p, k) == "auto"})
 
 
 def epoch_batches(train, p: TrainParams, epoch: int) -> list:
@@ -174,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
 
     steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
     total_steps = total_steps_for(steps_per_epoch, p)
+    p = resolve_auto(p, train.labels, len(meta.labels), total_steps)  # logged, resumed and used as resolved
     inputs = [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")]
     key = resume_key(p.model_dump(), inputs, dist.world_size(), __file__, resolve_model(meta.model), device, dtype)
     state = load_state(args.state, key)
@@ -191,8 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     elif run:
         state.run_id = run.info.run_id
         log_run_inputs(args, p, meta, train, val, total_steps, device, dtype)
-    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews%s", meta.model, device,
-             dtype or torch.float32, total_steps, p.batch_size, dist.world_size(), p.grad_accum_steps,
+    log.info("training %s on %s (%s), %d steps of %d x %d x %d reviews, validation %s every %d steps%s",
+             meta.model, device, dtype or torch.float32, total_steps, p.batch_size, dist.world_size(),
+             p.grad_accum_steps, p.metric, p.eval_every_steps,
              "" if weights is None else f", class weights {[round(w, 3) for w in weights.tolist()]}")
 
     ddp_model = dist.wrap(model)
@@ -230,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     bar.close()
 
     if dist.is_main():
-        finish(args, state, run, total_steps, meter, p)
+        finish(args, state, run, total_steps, meter, p, val.labels)
     dist.barrier()
     dist.shutdown()
 
@@ -241,7 +279,10 @@ def log_run_inputs(args, p: TrainParams, meta: TokenizedMeta, train, val, total_
                 "max_length": meta.max_length, "truncation": meta.truncation, "head_tokens": meta.head_tokens,
                 "train_rows": len(train), "val_rows": len(val), "world_size": dist.world_size(),
                 "precision_dtype": str(dtype or torch.float32), "total_steps": total_steps})
-    mlflow.set_tags(run_tags(str(device)))
+    # The recipe tag groups this run with the same recipe's runs at other seeds (bertpipe recipes).
+    recipe = recipe_params(p.model_dump(), {"model": meta.model, "model_revision": meta.model_revision,
+                                            **meta.encoding()}, split_digests(args.split), dist.world_size())
+    mlflow.set_tags({**run_tags(str(device)), **recipe_tags(recipe)})
     log_dataset(f"{args.data}/train.safetensors", "train", "training", train.labels, train.lengths)
     log_dataset(f"{args.data}/val.safetensors", "val", "validation", val.labels, val.lengths)
 
@@ -260,8 +301,8 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
                            meter: Meter, args, run) -> None:
     """Score validation, log it with throughput, save the checkpoint when it is the best so far."""
     rates = meter.close_window()
-    metrics = summary_metrics(val.labels, predict_probs(model, val, p.eval_batch_size, device, dtype,
-                                                        meta.pad_token_id))
+    logits = predict_logits(model, val, p.eval_batch_size, device, dtype, meta.pad_token_id)  # (N, C)
+    metrics = summary_metrics(val.labels, softmax(logits))  # T = 1: selection sees the raw softmax
     model.train()
     value = selection_value(p.metric, metrics)
     state.history[-1]["val_metric"] = value  # log_train_point wrote this step's point just before
@@ -275,6 +316,7 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
         if dist.is_main():
             with atomic_dir(Path(args.state) / "best") as tmp:
                 save_checkpoint(model, f"{args.data}/{meta.tokenizer}", CheckpointMeta.from_tokenized(meta), tmp)
+                save_file({"logits": logits}, str(tmp / VAL_LOGITS))  # for calibrate, no second pass
     else:
         state.bad_evals += 1
         state.stopped = 0 < p.early_stopping_patience <= state.bad_evals
@@ -283,12 +325,39 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
     meter.reset()
 
 
-def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: TrainParams) -> None:
-    """Publish the best checkpoint, log it to MLflow once, and write the summaries."""
+def calibrate(folder: Path, logits: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict[str, float]:
+    """Fit the temperature of the checkpoint in folder on its validation logits (N, C) (T = 1 with
+    train.calibrate off) and write it into its config.json. Returns T, and the validation log
+    loss before and after."""
+    fit = {"temperature": 1.0}
+    if p.calibrate:
+        t = fit_temperature(logits, labels)
+        fit = {"temperature": t, "log_loss_uncalibrated": nll(logits, labels),
+               "log_loss_calibrated": nll(logits, labels, t)}
+        if not T_BOUNDS[0] * 1.01 < t < T_BOUNDS[1] / 1.01:
+            log.warning("calibration temperature %.4g is at the edge of its range %s: the %d validation rows "
+                        "are too few or too easy to fit it; set train.calibrate=false to keep the raw softmax",
+                        t, T_BOUNDS, len(labels))
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    set_temperature(config, fit["temperature"])
+    config.save_pretrained(folder)
+    return fit
+
+
+def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: TrainParams,
+           val_labels: np.ndarray) -> None:
+    """Publish the best checkpoint with its calibration, log it to MLflow once, and write the summaries."""
+    best = Path(args.state) / "best"
     with atomic_dir(args.out) as tmp:
-        shutil.copytree(Path(args.state) / "best", tmp, dirs_exist_ok=True)
+        shutil.copytree(best, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(VAL_LOGITS))
+        # T is fitted on the logits of the validation pass that chose the checkpoint.
+        fit = calibrate(tmp, load_file(str(best / VAL_LOGITS))["logits"], val_labels, p)
+    log.info("calibration: temperature %.4f%s", fit["temperature"],
+             f", validation log loss {fit['log_loss_uncalibrated']:.4f} -> {fit['log_loss_calibrated']:.4f}"
+             if p.calibrate else " (train.calibrate is off)")
     summary = {"best_step": state.best_step, "steps": state.step, "total_steps": total_steps,
-               "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()}}
+               "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()},
+               **{k if k == "temperature" else f"val_{k}": v for k, v in fit.items()}}
     if meter.total_seconds:  # this process's share of the loop (a resumed run counts only its own)
         summary["train_samples_per_s"] = meter.total_samples / meter.total_seconds
     write_json(summary, args.details)
@@ -303,6 +372,7 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: Tra
         # One-point numbers: the headline ones as metrics (runs table columns), all of them in
         # the summary file; MLflow would draw a one-bar chart for each.
         log_metrics("val", {f"best_{k}": state.best_metrics[k] for k in dict.fromkeys(["accuracy", chosen])})
+        log_metrics("val", fit)  # val/temperature, and the log loss before and after it
         mlflow.log_artifact(args.details)
         example_out = Classifier.load(args.out).predict_frame(EXAMPLE_TEXTS)
         lineage = log_lineage(args.split)  # what the gate checks overlap and class names against

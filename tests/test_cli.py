@@ -37,6 +37,7 @@ def test_help_lists_every_command_on_one_line():
 @pytest.mark.parametrize("command,options", [
     ("predict", ["--model", "--input", "--input-format", "--output", "--text-column", "--batch-size", "--precision"]),
     ("promote", ["--params", "--run-file", "--split", "--dry-run", "--allow-foreign-commit", "--diff-rev"]),
+    ("recipes", ["--params", "--experiment", "--json"]),
     ("redact", ["-h, --help"]),
 ])
 def test_each_command_has_help_with_its_options(command, options):
@@ -51,7 +52,7 @@ def test_no_or_unknown_command_is_a_usage_error():
     assert "required: <command>" in bertpipe().stderr
     done = bertpipe("trian")
     assert done.returncode == 2
-    assert "invalid choice: 'trian' (choose from 'predict', 'promote', 'redact')" in done.stderr
+    assert "invalid choice: 'trian' (choose from 'predict', 'promote', 'recipes', 'redact')" in done.stderr
 
 
 def test_redact_filters_stdin():

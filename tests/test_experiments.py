@@ -1,12 +1,16 @@
 """DVC experiments on the tiny project: `dvc exp run -S` and a queued sweep each make exactly
 one MLflow run named after the experiment (in the project's own store, also from the temporary
-copy a queued experiment runs in), and `dvc exp show` lines up their params and metrics."""
+copy a queued experiment runs in), and `dvc exp show` lines up their params and metrics; the
+sweep's seeds are one recipe to `bertpipe recipes`."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from mlflow import MlflowClient
 
+from bertpipe.tracking import metric_key
 from tests.conftest import wait_for_queue
 from tests.mlops_helpers import clone_project, ran_stages, reproduced_project, sh
 
@@ -63,11 +67,13 @@ def test_exp_run_with_a_param_is_one_mlflow_run_named_after_it(project):
     assert row["train.learning_rate"] == "0.002" and float(row["accuracy"]) >= 0 and "roc_auc" in row
 
 
-def test_queued_sweep_runs_each_experiment_once(project):
-    queued = sh(project, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.0005,0.003",
-                env=DEFAULT_STORE).stdout
+def test_queued_seeds_run_each_experiment_once_as_one_recipe(project):
+    # The README's seed sweep, at two seeds: a comma list makes one experiment per seed (seeds-1,
+    # seeds-2), and `bertpipe recipes` sums them up as one recipe beside lr-002's.
+    queued = sh(project, "dvc", "exp", "run", "--queue", "-S", "train.learning_rate=0.003", "-S", "train.seed=42,43",
+                "-n", "seeds", env=DEFAULT_STORE).stdout
     names = [line.split("'")[1] for line in queued.splitlines() if line.startswith("Queued experiment")]
-    assert len(names) == 2
+    assert names == ["seeds-1", "seeds-2"]
     def start() -> None:
         sh(project, "dvc", "queue", "start", "-j", "1", env=DEFAULT_STORE)
 
@@ -76,6 +82,19 @@ def test_queued_sweep_runs_each_experiment_once(project):
     states = {cells[1]: cells[-1] for cells in map(str.split, status.splitlines()) if len(cells) > 2}
     assert [states.get(name) for name in names] == ["Success", "Success"], status
     rows = exp_show_rows(project)
-    for name, learning_rate in zip(names, ("0.0005", "0.003"), strict=True):
-        check_one_run(project, name, learning_rate)
-        assert rows[name]["train.learning_rate"] == learning_rate and float(rows[name]["accuracy"]) >= 0
+    for name in names:
+        check_one_run(project, name, "0.003")
+        assert rows[name]["train.learning_rate"] == "0.003" and float(rows[name]["accuracy"]) >= 0
+    runs = {name: runs_named(project, name)[0] for name in names}
+    assert {name: run.data.params["seed"] for name, run in runs.items()} == {"seeds-1": "42", "seeds-2": "43"}
+    (recipe,) = {run.data.tags["recipe"] for run in runs.values()}  # the seed alone: one recipe
+    assert recipe != runs_named(project, "lr-002")[0].data.tags["recipe"]  # another learning rate: another
+
+    report = json.loads(sh(project, "bertpipe", "recipes", "--json", env=DEFAULT_STORE).stdout)
+    found = {r["recipe"]: r for r in report["recipes"]}
+    accuracies = [run.data.metrics[metric_key("test", "accuracy")] for run in runs.values()]
+    assert found[recipe]["seeds"] == ["42", "43"] and found[recipe]["accuracy"]["mean"] == pytest.approx(
+        sum(accuracies) / 2)
+    assert found[recipe]["accuracy"]["ci_low"] <= found[recipe]["accuracy"]["mean"] <= found[recipe]["accuracy"][
+        "ci_high"]
+    assert found[recipe]["differs"]["train.learning_rate"] == 0.003

@@ -14,10 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bertpipe.artifacts import read_tokenized
+from bertpipe.artifacts import TokenizedSplit, read_tokenized
+from bertpipe.calibration import TEMPERATURE_ATTR, softmax
 from bertpipe.contracts import DatasetMeta, TokenizedMeta
+from bertpipe.inference import predict_logits
 from bertpipe.modeling import load_for_fine_tuning
 from bertpipe.params import load_yaml
+from bertpipe.tracking import recipe_tags
 from stages import evaluate, ingest, split, train
 from tests.conftest import ROOT, make_ingested, prepare_tokenized, train_args, write_params
 
@@ -88,6 +91,13 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
         k: summary[k] for k in ("best_val_accuracy", "train_samples_per_s")}
     config = json.loads((tmp_path / "best/config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
+    # Temperature scaling, fitted on validation after the best checkpoint was chosen: in its config.
+    temperature = config[TEMPERATURE_ATTR]
+    assert temperature == summary["temperature"] and temperature != 1.0
+    assert summary["val_log_loss_calibrated"] <= summary["val_log_loss_uncalibrated"]
+    # Fitted on the logits of the validation pass that chose the checkpoint, kept in the state only.
+    assert (tmp_path / "resume/best" / train.VAL_LOGITS).exists()
+    assert not (tmp_path / "best" / train.VAL_LOGITS).exists()
     assert (tmp_path / "best/model.safetensors").exists() and (tmp_path / "best/tokenizer.json").exists()
 
     evaluate.main(["--params", str(tokenized), "--model", str(tmp_path / "best"), "--tokens", str(tmp_path / "tok"),
@@ -105,6 +115,8 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     rows = len(pd.read_parquet(tmp_path / "sp/test.parquet"))
     assert report["rows"] == rows > 10 and 0 <= report["accuracy"] <= 1 and 0 <= report["ece"] <= 1
     assert headline["accuracy_ci_low"] <= headline["accuracy"] <= headline["accuracy_ci_high"]
+    assert report["temperature"] == temperature and 0 <= headline["ece_uncalibrated"] <= 1
+    assert report["ece"] != report["ece_uncalibrated"] and report["log_loss"] != report["log_loss_uncalibrated"]
     assert set(report["per_class"]) == {"negative", "positive"}
     assert sum(b["rows"] for b in report["by_length"].values()) == rows
     confusion = pd.read_csv(tmp_path / "plots/confusion.csv")
@@ -128,6 +140,8 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
         run_id, "loss/val")) == len(client.get_metric_history(run_id, "train/samples_per_s")) == 6
     # One-point validation numbers: the headline one as a metric (a runs table column), all in train.json.
     assert run.data.metrics["val/best_accuracy"] == summary["best_val_accuracy"]
+    assert run.data.metrics["val/temperature"] == temperature and run.data.params["calibrate"] == "True"
+    assert run.data.metrics["test/ece_uncalibrated"] == pytest.approx(report["ece_uncalibrated"])
     assert not [k for k in run.data.metrics if k.startswith("val/best_") and k != "val/best_accuracy"]
     assert {a.path for a in client.list_artifacts(run_id)} >= {"details.json", "details-test.json"}
     assert run.data.tags["git_commit"] and run.data.tags["device"] == "cpu"
@@ -161,11 +175,24 @@ def test_train_and_evaluate_log_one_mlflow_run(tmp_path, tokenized, mlflow_uri, 
     (version,) = client.search_model_versions(f"run_id = '{run_id}'")
     assert version.tags["lineage.train_rows"] == str(len(pd.read_parquet(tmp_path / "sp/train.parquet")))
     assert json.loads(version.tags["lineage.labels"]) == ["negative", "positive"]
+    # Its recipe (bertpipe recipes): train's params less the seed, what tokenize made, the rows.
+    recipe = json.loads(run.data.tags["recipe_params"])
+    assert run.data.tags["recipe"] == recipe_tags(recipe)["recipe"] and "train.seed" not in recipe
+    assert recipe["train.learning_rate"] == 0.001 and recipe["tokenized.model"] == str(tiny_bert)
+    assert recipe["rows.test"] == version.tags["lineage.test_digest"] and recipe["run.world_size"] == 1
     assert client.get_registered_model(version.name).aliases == {}  # training moves no alias
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     out = model.predict(pd.DataFrame({"text": ["a wonderful film", "a dull film"]}))
     assert list(out.columns) == ["label", "prob_negative", "prob_positive"]
     assert np.allclose(out[["prob_negative", "prob_positive"]].sum(axis=1), 1.0)
+    # The served model applies the checkpoint's temperature: its probabilities are the calibrated ones.
+    served = model.unwrap_python_model().classifier
+    assert served.temperature == temperature
+    tokens = served.encoder.encode(["a wonderful film", "a dull film"], served.meta.norm()).rows()
+    logits = predict_logits(served.model, TokenizedSplit.from_rows(tokens, np.zeros(2, dtype=np.int64)), 2,
+                            served.device, served.dtype, served.meta.pad_token_id)
+    assert np.allclose(out[["prob_negative", "prob_positive"]].to_numpy(), softmax(logits, temperature))
+    assert not np.allclose(out[["prob_negative", "prob_positive"]].to_numpy(), softmax(logits))
 
 
 def test_a_stage_explains_the_new_head_once_and_hides_known_benign_warnings(tmp_path, tokenized, mlflow_uri):
