@@ -52,7 +52,8 @@ KEY_PARAMS = ("model", "max_length", "truncation", "train_rows", "epochs", "batc
 # files; MLflow's names come from bertpipe.tracking.metric_key.
 TEST_ROWS = (("accuracy", "baseline_tfidf_logreg_accuracy", "baseline_majority_accuracy"),
              ("f1_macro", "baseline_tfidf_logreg_f1_macro", "baseline_majority_f1_macro"),
-             ("roc_auc", None, None), ("ece", None, None))
+             ("roc_auc", "baseline_tfidf_logreg_roc_auc", "baseline_majority_roc_auc"),
+             ("ece", "baseline_tfidf_logreg_ece", "baseline_majority_ece"))
 
 
 def version_description(run: Run) -> str:

@@ -4,9 +4,12 @@ In:  <model>/ best checkpoint from train; <tokens>/test.safetensors; <split>/{tr
      (texts, for the baseline and the error table); <run-file> (the MLflow run to log into);
      <curve> (training curve, for its picture); params `evaluate`.
 Out: <metrics> (the headline numbers for `dvc metrics show`: accuracy, macro F1, ROC AUC, each
-     with its 95% bootstrap interval (`_ci_low`, `_ci_high`), calibration error, the baselines
+     with its 95% bootstrap interval (`_ci_low`, `_ci_high`), calibration error `ece` and
+     `ece_uncalibrated` (with the checkpoint's temperature T, and with T = 1), the baselines
      and the gain over TF-IDF with its paired interval); <details> (all of them, plus
-     macro precision / recall, log loss, per-class and by-length metrics, the baseline's own);
+     macro precision / recall, log loss (`log_loss`, `log_loss_uncalibrated`), T, per-class
+     and by-length metrics, the baseline's own). Every other number is of the calibrated
+     probabilities, as predict and the served model give them;
      <plots>/ ROC, precision-recall, confusion and calibration data (DVC plots) and PNGs;
      <errors> the most confidently wrong test reviews (raw user text: a cached DVC output,
      never in git). All of it goes to the same MLflow run as training, and the registered
@@ -35,10 +38,11 @@ from transformers import AutoModelForSequenceClassification
 from bertpipe import plots
 from bertpipe.artifacts import atomic_dir, atomic_path, read_json, read_parquet, read_tokenized, write_json
 from bertpipe.baseline import majority_probs, tfidf_logreg_probs
+from bertpipe.calibration import softmax, temperature_of
 from bertpipe.config import EvaluateParams
 from bertpipe.contracts import CheckpointMeta
 from bertpipe.errors import DataError
-from bertpipe.inference import predict_probs
+from bertpipe.inference import predict_logits
 from bertpipe.logs import run_cli
 from bertpipe.metrics import calibration, confidence_intervals, per_class_metrics, summary_metrics
 from bertpipe.modeling import autocast_dtype
@@ -51,7 +55,7 @@ LENGTH_BUCKETS = (0, 100, 200, 400, 10**9)  # review length in words
 N_ERRORS = 50
 # What `dvc metrics show` prints for evaluate; everything else goes to --details and MLflow.
 HEADLINE = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "f1_macro", "f1_macro_ci_low", "f1_macro_ci_high",
-            "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "ece", "baseline_tfidf_logreg_accuracy",
+            "roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "ece", "ece_uncalibrated", "baseline_tfidf_logreg_accuracy",
             "accuracy_gain_over_baseline", "accuracy_gain_over_baseline_ci_low", "accuracy_gain_over_baseline_ci_high",
             "baseline_majority_accuracy", "rows")
 
@@ -116,6 +120,9 @@ def baseline_metrics(metrics: dict[str, float], baselines: dict[str, dict[str, f
         for key in ("accuracy", "f1_macro"):
             out[f"baseline_{name}_{key}"] = base[key]
             out[f"{key}_gain_over_{suffix}"] = metrics[key] - base[key]
+        for key in ("roc_auc", "ece"):  # beside the model's in the version description; no gain
+            if key in base:
+                out[f"baseline_{name}_{key}"] = base[key]
     return out
 
 
@@ -123,8 +130,9 @@ def baseline_warnings(metrics: dict[str, float], baselines: dict[str, dict[str, 
     """One warning per baseline whose macro F1 the model does not beat."""
     return [f"the model (macro F1 {metrics['f1_macro']:.4f}, accuracy {metrics['accuracy']:.4f}) does not beat "
             f"{BASELINE_NAMES[name]} (macro F1 {base['f1_macro']:.4f}, accuracy {base['accuracy']:.4f}) on the "
-            "same rows; on small or imbalanced data try train.class_weights=balanced, a larger train.min_steps "
-            "and train.metric=f1_macro"
+            "same rows; on small or imbalanced data keep train.class_weights and train.metric at auto (balanced "
+            "class weights and selection by macro F1 when the classes are imbalanced), and try a larger "
+            "train.min_steps or more rows of the rare classes"
             for name, base in baselines.items() if metrics["f1_macro"] <= base["f1_macro"]]
 
 
@@ -146,19 +154,24 @@ def main(argv: list[str] | None = None) -> None:
         raise DataError(f"{args.split}/test.parquet and {args.tokens}/test.safetensors disagree on labels; "
                         "rerun the pipeline (dvc repro) so both come from the same split")
 
-    probs = predict_probs(model, tokens, params.batch_size, device, autocast_dtype(device, params.precision),
-                          meta.pad_token_id)
+    logits = predict_logits(model, tokens, params.batch_size, device, autocast_dtype(device, params.precision),
+                            meta.pad_token_id)
+    temperature = temperature_of(model.config)  # 1 for a checkpoint without one
+    probs, raw = softmax(logits, temperature), softmax(logits)  # what predict serves; the plain softmax
     labels = tokens.labels
     metrics = summary_metrics(labels, probs)
+    metrics["log_loss_uncalibrated"] = summary_metrics(labels, raw)["log_loss"]
     metrics["ece"], reliability = calibration(labels, probs, params.calibration_bins)
+    metrics["ece_uncalibrated"], raw_reliability = calibration(labels, raw, params.calibration_bins)
     base_probs = tfidf_logreg_probs(train["text"].tolist(), train["label"].to_numpy(), test["text"].tolist())
-    baselines = {"tfidf_logreg": summary_metrics(labels, base_probs),
-                 "majority": summary_metrics(labels, majority_probs(train["label"].to_numpy(), len(labels),
-                                                                    len(names)))}
+    major_probs = majority_probs(train["label"].to_numpy(), len(labels), len(names))
+    baselines = {name: {**summary_metrics(labels, p), "ece": calibration(labels, p, params.calibration_bins)[0]}
+                 for name, p in (("tfidf_logreg", base_probs), ("majority", major_probs))}
     metrics.update(baseline_metrics(metrics, baselines))
     # 95% intervals (bootstrap over the test rows; the gain's paired with the TF-IDF baseline).
     metrics.update(confidence_intervals(labels, probs, base_probs))
-    report = {**metrics, "rows": int(len(labels)), "per_class": per_class_metrics(labels, probs, names),
+    report = {**metrics, "rows": int(len(labels)), "temperature": temperature,
+              "per_class": per_class_metrics(labels, probs, names),
               "by_length": by_length(test["text"].str.split().str.len().to_numpy(), labels, probs),
               **{f"baseline_{name}": values for name, values in baselines.items()}}
     for warning in baseline_warnings(metrics, baselines):
@@ -179,8 +192,10 @@ def main(argv: list[str] | None = None) -> None:
                                 out / "roc.png", diagonal=True),
                 plots.curve_png({"model": pr, "tf-idf baseline": base_pr}, "recall", "precision",
                                 "Precision-recall (test)", out / "precision_recall.png"),
-                plots.curve_png({"model": pd.DataFrame(reliability)}, "confidence", "accuracy",
-                                "Reliability (test)", out / "calibration.png", diagonal=True),
+                plots.curve_png({f"model (T = {temperature:.3g})": pd.DataFrame(reliability),
+                                 "model, uncalibrated (T = 1)": pd.DataFrame(raw_reliability)},
+                                "confidence", "accuracy", "Reliability (test)", out / "calibration.png",
+                                diagonal=True),
                 plots.training_png(history, "val_metric", out / "training.png")]
     write_csv(confident_errors(test, probs, names), Path(args.errors))
     write_json(report, args.details)
@@ -196,10 +211,12 @@ def main(argv: list[str] | None = None) -> None:
         mlflow.log_artifact(args.details)
     describe_run_versions(run_id)
     log.info("test accuracy %.4f (95%% CI %.4f-%.4f; TF-IDF baseline %.4f, majority class %.4f), macro F1 %.4f "
-             "(%.4f, %.4f), ROC AUC %.4f on %d reviews", metrics["accuracy"], metrics["accuracy_ci_low"],
+             "(%.4f, %.4f), ROC AUC %.4f on %d reviews; calibration error %.4f (uncalibrated %.4f, T = %.4f)",
+             metrics["accuracy"], metrics["accuracy_ci_low"],
              metrics["accuracy_ci_high"], baselines["tfidf_logreg"]["accuracy"],
              baselines["majority"]["accuracy"], metrics["f1_macro"], baselines["tfidf_logreg"]["f1_macro"],
-             baselines["majority"]["f1_macro"], metrics["roc_auc"], len(labels))
+             baselines["majority"]["f1_macro"], metrics["roc_auc"], len(labels), metrics["ece"],
+             metrics["ece_uncalibrated"], temperature)
 
 
 if __name__ == "__main__":
