@@ -121,7 +121,7 @@ def bash_commands(path: Path) -> list[str]:
 
 def simple_commands(line: str) -> list[list[str]]:
     """A command line as its simple commands' words: split at && || | ; &, redirections, leading
-    `time` / `nice -n N` and comments dropped, $VARS given EXAMPLE_ENV's values."""
+    `time` / `nice -n N` / `NAME=value` and comments dropped, $VARS given EXAMPLE_ENV's values."""
     lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>")
     lexer.whitespace_split = True
     words, commands, skip = [], [], False
@@ -137,7 +137,7 @@ def simple_commands(line: str) -> list[list[str]]:
         else:
             words.append(re.sub(r"\$(\w+)", lambda m: EXAMPLE_ENV[m.group(1)], token))
     for words in commands:
-        while words[0] in ("time", "nice"):
+        while words[0] in ("time", "nice") or (re.fullmatch(r"[A-Za-z_]\w*=\S*", words[0]) and words[1:]):
             del words[:3 if words[:2] == ["nice", "-n"] else 1]
     return commands
 

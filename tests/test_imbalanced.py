@@ -1,4 +1,5 @@
-"""Small, imbalanced data: class weights, the step floor, and the majority-class baseline."""
+"""Small, imbalanced data: class weights, the step floor, the `auto` train params, and the
+majority-class baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -19,27 +19,10 @@ from bertpipe.metrics import summary_metrics
 from bertpipe.params import ParamsError, load_section
 from stages import evaluate, split, tokenize, train
 from stages.evaluate import baseline_metrics, baseline_warnings
-from stages.train import class_weights, total_steps_for
+from stages.train import EVALUATIONS_PER_RUN, class_weights, resolve_auto, total_steps_for
 from tests.conftest import write_params
-
-LABELS = ["negative", "positive", "mixed"]
-KEYWORDS = {0: ["awful", "boring", "dreadful"], 1: ["wonderful", "superb", "delightful"],
-            2: ["uneven", "patchy", "middling"]}
-FILLER = "the film story cast plot scene actor music camera ending script night city house".split()
-
-
-def three_class_reviews(n: int, rare_share: float, seed: int = 0) -> pd.DataFrame:
-    """n distinct short reviews: two common classes and a rare third one ('mixed'), each with its words."""
-    rng = np.random.default_rng(seed)
-    n_rare = int(n * rare_share)
-    labels = np.array([2] * n_rare + [i % 2 for i in range(n - n_rare)])
-    rng.shuffle(labels)
-    texts = []
-    for i, label in enumerate(labels):
-        words = list(rng.choice(FILLER, size=8)) + list(rng.choice(KEYWORDS[int(label)], size=2))
-        rng.shuffle(words)
-        texts.append(" ".join(words) + f" (review {i})")
-    return pd.DataFrame({"id": np.arange(n), "text": texts, "label": labels})
+from tools.imbalanced_data import THREE_CLASS_LABELS as LABELS
+from tools.imbalanced_data import three_class_reviews
 
 
 def test_balanced_weights_count_each_class_alike():
@@ -56,9 +39,31 @@ def test_min_steps_is_a_floor_not_a_cap(tmp_path):
     assert total_steps_for(500, p) == 500  # the default 4,000 rows: unchanged
 
 
+def test_auto_params_follow_the_class_counts_and_the_step_count(tmp_path):
+    p = load_section(TrainParams, "train", write_params(tmp_path / "p.yaml"))
+    assert (p.class_weights, p.metric, p.eval_every_steps) == ("auto", "auto", "auto")  # params.yaml's defaults
+    rare = resolve_auto(p, np.array([0] * 130 + [1] * 130 + [2] * 20), 3, 200)
+    assert (rare.class_weights, rare.metric, rare.eval_every_steps) == ("balanced", "f1_macro", 50)
+    # The default IMDB training rows (1,997 negative, 2,003 positive) and their 500 steps: plain
+    # cross-entropy and accuracy as before, evaluations at 125, 250, 375, 500 (before: 250, 500).
+    imdb = resolve_auto(p, np.array([0] * 1997 + [1] * 2003), 2, 500)
+    assert (imdb.class_weights, imdb.metric, imdb.eval_every_steps) == ("none", "accuracy", 125)
+    assert 500 // imdb.eval_every_steps == EVALUATIONS_PER_RUN
+    assert resolve_auto(p, np.array([0, 1] * 5), 2, 3).eval_every_steps == 1
+    assert resolve_auto(p, np.array([0] * 10), 2, 8).class_weights == "balanced"  # a class with no row
+    # A value given is kept.
+    given = p.model_copy(update={"class_weights": "none", "metric": "roc_auc", "eval_every_steps": 7})
+    kept = resolve_auto(given, np.array([0] * 90 + [1] * 10), 2, 200)
+    assert (kept.class_weights, kept.metric, kept.eval_every_steps) == ("none", "roc_auc", 7)
+
+
 @pytest.mark.parametrize("values, match", [
     ({"min_steps": -1}, r"train\.min_steps=-1"),
-    ({"class_weights": "inverse"}, r"train\.class_weights.*inverse"),
+    ({"class_weights": "inverse"}, r"train\.class_weights.*inverse.*'auto', 'none', 'balanced'"),
+    ({"metric": "f1"}, r"train\.metric='f1'.*'auto', 'accuracy'"),
+    ({"eval_every_steps": 0}, r"train\.eval_every_steps=0 .*whole number of steps >= 1, or auto"),
+    ({"eval_every_steps": "250"}, r"train\.eval_every_steps='250' .*or auto"),
+    ({"eval_every_steps": "Auto"}, r"train\.eval_every_steps='Auto'"),
 ])
 def test_bad_small_data_params_fail_at_start(tmp_path, values, match):
     with pytest.raises(ParamsError, match=match):
@@ -77,7 +82,7 @@ def test_warns_for_each_baseline_macro_f1_does_not_beat():
     bases = {"tfidf_logreg": {"accuracy": 0.85, "f1_macro": 0.60}, "majority": {"accuracy": 0.80, "f1_macro": 0.30}}
     warnings = baseline_warnings(model, bases)
     assert len(warnings) == 2 and "TF-IDF" in warnings[0] and "majority-class" in warnings[1]
-    assert "macro F1 0.3000" in warnings[1] and "class_weights=balanced" in warnings[1]
+    assert "macro F1 0.3000" in warnings[1] and "train.class_weights and train.metric at auto" in warnings[1]
     assert baseline_warnings({"accuracy": 0.9, "f1_macro": 0.7}, bases) == []
     gains = baseline_metrics(model, bases)
     assert gains["baseline_majority_f1_macro"] == 0.30 and gains["f1_macro_gain_over_baseline"] == pytest.approx(-0.3)
