@@ -5,7 +5,6 @@ summarises a real sqlite store's runs, logged with the project's own logging fun
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import uuid
 
@@ -128,12 +127,11 @@ def log_run(experiment_id: str, start_ms: int, train: dict, metrics: dict | None
 def experiment(store) -> str:
     """Recipe A at seeds 42, 43, 44 (and an older run of 42), recipe B (another learning rate) at
     seed 42, an untagged run and a run without test metrics."""
-    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):  # left by earlier tests
-        os.environ.pop(var, None)
-    while mlflow.active_run():
-        mlflow.end_run()
     name = f"recipes-{uuid.uuid4().hex[:8]}"
     experiment_id = mlflow.create_experiment(name)
+    # Resuming a run by id checks it against the process's active experiment, which an earlier
+    # test in this process may have set to its own ("active experiment ID does not match").
+    mlflow.set_experiment(experiment_id=experiment_id)
     a = default_train().model_dump()
     b = {**a, "learning_rate": 2e-5}
     t = 1_700_000_000_000
