@@ -1,7 +1,9 @@
 """The README runs as written: its experiment, sweep, promotion, prediction and serving commands
 are taken from its ```bash blocks, word for word, and run in bash on a clone of the tiny
 project (tests/mlops_helpers.py), against the project's default MLflow store (sqlite:///mlflow.db).
-A README that drifts from the code fails here.
+A README that drifts from the code fails here. Each experiment of the sweep is checked to be one
+MLflow run named after it (from the temporary copy a queued one runs in, too), with its own recipe
+in `bertpipe recipes` and a registered version whose description reproduces it.
 
 Commands are found by the program they run (`dvc exp run`, `python -m bertpipe.promote`, ...),
 not by their position, so rewording the prose around them changes nothing."""
@@ -20,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from bertpipe.params import read_yaml
-from tests.conftest import ROOT, free_port, wait_for_queue
+from tests.conftest import ROOT, free_port, ran_stages, wait_for_queue
 from tests.mlops_helpers import clone_project, reproduced_project
 
 pytestmark = pytest.mark.slow
@@ -116,12 +119,36 @@ def run_sweep(project: Path) -> dict[str, str]:
     return outputs
 
 
+def check_experiment_run(client: MlflowClient, name: str) -> Run:
+    """An experiment is one MLflow run named after it, logged by train and evaluate, whose
+    registered version's description reproduces it from the experiment's own commit."""
+    experiment = client.get_experiment_by_name("imdb-sentiment")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{name}'")
+    assert len(runs) == 1, f"experiment {name}: {len(runs)} MLflow runs"
+    (run,) = runs
+    assert run.data.tags["dvc_exp_name"] == name
+    assert "val/best_accuracy" in run.data.metrics and "test/accuracy" in run.data.metrics
+    (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert f"`dvc exp apply {name} && dvc pull && dvc repro`" in version.description
+    assert "uncommitted" not in version.description  # the experiment's own commit holds its changes
+    return run
+
+
 def test_readme_commands_run_as_written(project, tmp_path):
     # Experiments and a queued sweep, then `dvc exp apply` of the first one, committed and pushed.
     outputs = run_sweep(project)
+    (exp_run,) = [out for command, out in outputs.items() if command.startswith("dvc exp run -S")]
+    assert ran_stages(exp_run) == ["train", "evaluate"]  # a train param: the data stages are kept
     runs = learning_rates_by_run_name(project)  # finished runs (train and evaluate), by name
     assert runs["lr-5e-5"] == pytest.approx(5e-5)  # one MLflow run per experiment, named after it
     assert sorted(runs.values()).count(2e-5) == 1 and sorted(runs.values()).count(1e-4) == 1  # the queued two
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    swept = {name: check_experiment_run(client, name) for name, rate in runs.items() if rate in (5e-5, 2e-5, 1e-4)}
+    assert len({run.data.tags["recipe"] for run in swept.values()}) == 3  # three learning rates: three recipes
+    # `bertpipe recipes` as the README runs it: each recipe with its one seed and the params it changes.
+    (recipes_out,) = [out for command, out in outputs.items() if command.startswith("bertpipe recipes")]
+    for run in swept.values():
+        assert run.data.tags["recipe"] in recipes_out, recipes_out
     shown = exp_show_learning_rates(project)
     assert shown["lr-5e-5"] == pytest.approx(5e-5)
     assert {name: rate for name, rate in shown.items() if rate in (2e-5, 1e-4)} == {
@@ -139,7 +166,6 @@ def test_readme_commands_run_as_written(project, tmp_path):
         done = bash(project, gate, check=False)
         assert done.returncode in (0, 3), f"{gate}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         assert "champion" in done.stdout
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     if done.returncode == 3:  # the tiny model lost to a baseline: a person sets the champion, as the README says
         run_id = json.loads((project / "models/run.json").read_text())["run_id"]
         (version,) = client.search_model_versions(f"run_id = '{run_id}'")

@@ -6,13 +6,17 @@ same 256 rows) in a CSV of the project's own:
 1. the first model is trained and promoted;
 2. 20% new reviews are appended (the old rows untouched): no old row changes split, none of the
    champion's train or validation rows is in the new test split, and the gate judges (0 or 3, never 5);
-3. a training param changes: the gate judges;
+3. a training param changes, and the round goes through ci/retrain.sh as CI runs it: `--mode pr`
+   retrains and judges as a dry run, the default mode (no flag) is a dry run too and retrains
+   nothing more, neither moves an alias, tags a version or pushes; `--mode full` pushes the new
+   model to the DVC remote and lets the gate decide;
 4. rows are removed: the gate judges.
 
 After each round the gate's summary, the registry's aliases and `models:/<name>@champion` agree."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -30,7 +34,7 @@ from bertpipe.params import load_section, load_yaml
 from bertpipe.registry import CHAMPION, version_by_alias
 from stages import split
 from tests.conftest import ROOT, copy_project, init_repo, sh, write_params
-from tests.mlops_helpers import EXTRA_FILES, mlflow_env
+from tests.mlops_helpers import EXTRA_FILES, mlflow_env, ran_stages
 
 SPLITS = ("train", "val", "test")
 CSV = "data/raw/own.csv"
@@ -94,6 +98,56 @@ def round_(root: Path, message: str) -> tuple[int, str]:
     return gate.returncode, gate.stdout
 
 
+def registry_state(root: Path, name: str, run_id: str) -> tuple[dict, dict]:
+    """The registered model's aliases, and the tags of the version registered for run_id."""
+    client = MlflowClient(mlflow_env(root)["MLFLOW_TRACKING_URI"])
+    (version,) = client.search_model_versions(f"run_id = '{run_id}'")
+    return dict(client.get_registered_model(name).aliases), dict(version.tags)
+
+
+def round_by_script(root: Path, message: str, name: str) -> tuple[int, str]:
+    """A round as CI runs it (ci/retrain.sh), MLflow on its default store (the project's
+    sqlite:///mlflow.db, as on a developer's machine): two dry runs, then `--mode full`."""
+    gh_summary, gh_output = root.parent / "step_summary.md", root.parent / "output.txt"
+    env = {"MLFLOW_TRACKING_URI": None, "DVC_REMOTE_URL": None, "RETRAIN_MODE": None,
+           "GITHUB_STEP_SUMMARY": str(gh_summary), "GITHUB_OUTPUT": str(gh_output)}
+    remote = root.parent / "bertpipe-dvc-remote"  # the project's default remote, ../../ of .dvc
+    sh(root, "git", "commit", "-qam", message)  # the gate refuses uncommitted changes (exit 7)
+    aliases_before = dict(MlflowClient(mlflow_env(root)["MLFLOW_TRACKING_URI"]).get_registered_model(name).aliases)
+
+    pr = sh(root, "bash", "ci/retrain.sh", "--mode", "pr", env=env)
+    assert ran_stages(pr.stdout) == ["train", "evaluate"]  # a params change retrains
+    summary = (root / "retrain_summary.md").read_text()
+    assert "(dry run: no alias or tag changed)" in summary and "| majority class (" in summary
+    assert re.search(r"\| challenger v\d+ \(run ", summary) and "metrics/test.json" in summary  # dvc metrics diff
+    assert gh_output.read_text() in ("gate=would-promote\n", "gate=would-keep\n")
+    assert gh_summary.read_text() == summary
+
+    dry = sh(root, "bash", "ci/retrain.sh", env=env)  # no mode: a dry run too
+    assert ran_stages(dry.stdout) == []  # nothing changed since: nothing retrained
+    assert "(dry run: no alias or tag changed)" in (root / "retrain_summary.md").read_text()
+    assert gh_output.read_text().splitlines()[-1] in ("gate=would-promote", "gate=would-keep")
+    run_id = json.loads((root / "models/run.json").read_text())["run_id"]
+    aliases, tags = registry_state(root, name, run_id)
+    assert aliases == aliases_before and "promotion" not in tags  # nothing moved, nothing tagged
+    assert not remote.exists() or not any(remote.rglob("*"))  # and nothing pushed
+
+    full = sh(root, "bash", "ci/retrain.sh", "--mode", "full", env=env)
+    assert ran_stages(full.stdout) == []
+    verdict = gh_output.read_text().splitlines()[-1]
+    assert verdict in ("gate=promoted", "gate=kept")
+    aliases, tags = registry_state(root, name, run_id)
+    (version,) = MlflowClient(mlflow_env(root)["MLFLOW_TRACKING_URI"]).search_model_versions(f"run_id = '{run_id}'")
+    assert str(aliases["challenger"]) == str(version.version)  # the gate points it at what it judged
+    lock = load_yaml((root / "dvc.lock").read_text())
+    best = next(o for o in lock["stages"]["train"]["outs"] if o["path"] == "models/best")
+    pushed = {p.name for p in remote.rglob("*") if p.is_file()}
+    assert best["md5"][2:] in pushed  # dvc push sent the new model (remote: files/md5/<2>/<rest>)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-q", "--allow-empty", "-m", f"{message}: lock and metrics")
+    return {"gate=promoted": 0, "gate=kept": 3}[verdict], (root / "retrain_summary.md").read_text()
+
+
 def champion_of(root: Path, name: str) -> tuple[int, str]:
     """The champion's version, and the run its `models:/<name>@champion` URI resolves to."""
     with pytest.MonkeyPatch.context() as mp:
@@ -141,7 +195,7 @@ def test_four_rounds_of_retraining_keep_splits_and_are_judged(tmp_path):
     params = load_yaml((root / "params.yaml").read_text())
     params["train"]["learning_rate"] = 1e-4
     write_params(root / "params.yaml", **{k: v for k, v in params.items() if isinstance(v, dict)})
-    code, summary = round_(root, "round 3: learning rate")
+    code, summary = round_by_script(root, "round 3: learning rate", name)
     assert code in JUDGED, summary
     after(code, summary)
 
