@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -28,6 +29,30 @@ POSITIVE = ["a wonderful, moving film with great acting", "loved it, brilliant a
             "superb direction and a delightful cast", "an excellent movie, I would watch it again"]
 NEGATIVE = ["a dull, boring film with terrible acting", "hated it, awful and tedious plot",
             "poor direction and a wooden cast", "a bad movie, a complete waste of time"]
+
+
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
+                    "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(autouse=True)
+def no_mlflow_state_between_tests() -> Iterator[None]:
+    """MLflow keeps process-wide state that outlives a test: active runs, the active experiment,
+    and a tracking URI that `mlflow.set_tracking_uri` also writes into MLFLOW_TRACKING_URI. A test
+    that leaves them would send a later test's calls to its own store or experiment, so each test
+    ends with them cleared and MLflow's variables as they were before it (a module's store stays)."""
+    before = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI: restored below
+    mlflow.set_registry_uri(None)
+    mlflow.tracking.fluent._active_experiment_id = None  # set_experiment's; MLflow has no public reset
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -237,3 +262,22 @@ def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
     return ["--params", str(params), "--data", str(tmp_path / "tok"), "--split", str(tmp_path / "sp"),
             "--out", out["best"], "--state", out["resume"], "--run-file", out["run.json"],
             "--metrics", out["train.json"], "--details", out["details.json"], "--curve", out["curve.csv"]]
+
+
+# The longest test files (minutes each, `--durations`) first, then the other slow ones: the two
+# workers (pyproject.toml, addopts) start them early and the short files fill in around them, so
+# the run does not end on one long file. Only the order changes; each file's tests stay together.
+LONGEST_FIRST = ("test_retraining_loop.py", "test_readme.py", "test_dvc_pipeline.py", "test_promote.py",
+                 "test_workflow.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slow_files = {item.path.name for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        if name in LONGEST_FIRST:
+            return 0, LONGEST_FIRST.index(name)
+        return (1, 0) if name in slow_files else (2, 0)
+
+    items.sort(key=rank)  # stable: the order within a rank and within a file is pytest's own
