@@ -267,8 +267,11 @@ def train_args(tmp_path: Path, params: Path, tag: str = "") -> list[str]:
 # The longest test files (minutes each, `--durations`) first, then the other slow ones: the two
 # workers (pyproject.toml, addopts) start them early and the short files fill in around them, so
 # the run does not end on one long file. Only the order changes; each file's tests stay together.
-LONGEST_FIRST = ("test_retraining_loop.py", "test_readme.py", "test_dvc_pipeline.py", "test_promote.py",
-                 "test_workflow.py")
+# xdist hands out files 1 and 2 to the two workers, then 3 and 4: test_readme.py and
+# test_dvc_pipeline.py (2 and 4) then share one worker and its session's reproduced tiny project
+# (a `dvc repro`, a minute of CPU) instead of building it once on each.
+LONGEST_FIRST = ("test_retraining_loop.py", "test_readme.py", "test_bench.py", "test_dvc_pipeline.py",
+                 "test_promote.py", "test_remote.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
