@@ -129,9 +129,6 @@ def experiment(store) -> str:
     seed 42, an untagged run and a run without test metrics."""
     name = f"recipes-{uuid.uuid4().hex[:8]}"
     experiment_id = mlflow.create_experiment(name)
-    # Resuming a run by id checks it against the process's active experiment, which an earlier
-    # test in this process may have set to its own ("active experiment ID does not match").
-    mlflow.set_experiment(experiment_id=experiment_id)
     a = default_train().model_dump()
     b = {**a, "learning_rate": 2e-5}
     t = 1_700_000_000_000
