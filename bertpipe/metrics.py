@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 from scipy.stats import DegenerateDataWarning, bootstrap
-from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support, roc_auc_score
 
 # Confidence intervals of the test metrics: percentile bootstrap over the test rows, seeded, so
 # the same predictions give the same interval anywhere.
@@ -14,6 +14,9 @@ CI_LEVEL = 0.95
 BOOTSTRAP_ROUNDS = 1000
 BOOTSTRAP_SEED = 0
 CI_METRICS = ("accuracy", "f1_macro", "roc_auc")
+# Resamples go in batches of at most this many (resample, row) cells: memory stays bounded (a
+# few times 32 MB) on any test split; up to 4,000 rows the 1000 resamples are one batch.
+BOOTSTRAP_CELLS = 4_000_000
 
 
 def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -90,30 +93,68 @@ def confidence_intervals(labels: np.ndarray, probs: np.ndarray, baseline_probs: 
     """`<metric>_ci_low` / `_ci_high` for accuracy, macro F1 and ROC AUC: the percentile bootstrap
     interval (scipy.stats.bootstrap) over the test rows, at `level`. With baseline_probs (the same
     rows), also the paired interval of the accuracy gain over it (`accuracy_gain_over_baseline_ci_*`):
-    each resample scores both on the same rows, so what they share cancels out."""
-    classes = list(range(probs.shape[1]))
-    preds = probs.argmax(1)
+    each resample scores both on the same rows, so what they share cancels out.
+
+    Vectorised: a batch of resamples is a (resamples, rows) matrix of how often each row was drawn,
+    and every metric is a weighted count over it, so 1000 resamples of 2,000 rows take well under a
+    second, not the seconds of one scikit-learn call per resample (accuracy, macro F1 and the gain
+    are the same numbers as those calls give; ROC AUC, the rank form, agrees to the last bit or two)."""
     base_preds = baseline_probs.argmax(1) if baseline_probs is not None else None
-
-    def statistic(rows: np.ndarray) -> np.ndarray:
-        rows = rows.astype(np.int64)
-        y, p = labels[rows], preds[rows]
-        values = [float((y == p).mean()),
-                  float(f1_score(y, p, labels=classes, average="macro", zero_division=0)),
-                  roc_auc(y, probs[rows])]
-        if base_preds is not None:
-            values.append(values[0] - float((y == base_preds[rows]).mean()))
-        return np.array(values)
-
     names = [*CI_METRICS, *(["accuracy_gain_over_baseline"] if base_preds is not None else [])]
     if len(labels) < 2:
         return {f"{n}_ci_{end}": float("nan") for n in names for end in ("low", "high")}
+
+    def statistic(rows: np.ndarray, axis: int = -1) -> np.ndarray:
+        return resample_metrics(rows.astype(np.int64), labels, probs, base_preds)
+
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # a resample without a class: NaN AUC
-        result = bootstrap((np.arange(len(labels)),), statistic, vectorized=False, n_resamples=rounds,
-                           confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
+        result = bootstrap((np.arange(len(labels)),), statistic, vectorized=True, n_resamples=rounds,
+                           batch=max(1, BOOTSTRAP_CELLS // len(labels)), confidence_level=level,
+                           method="percentile", random_state=np.random.default_rng(seed))
     low, high = result.confidence_interval
     out = {}
     for i, name in enumerate(names):
         out[f"{name}_ci_low"], out[f"{name}_ci_high"] = float(low[i]), float(high[i])
     return out
+
+
+def resample_metrics(rows: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                     base_preds: np.ndarray | None = None) -> np.ndarray:
+    """Accuracy, macro F1, ROC AUC (and the accuracy gain over base_preds) of each resample, a row
+    of `rows` (B, n): the (3 or 4, B) array scipy.stats.bootstrap takes from a vectorised statistic."""
+    weights, preds, classes = draw_counts(rows, len(labels)), probs.argmax(1), probs.shape[1]
+    accuracy = weights @ (labels == preds) / len(labels)
+    f1, auc = [], []
+    for k in range(classes):
+        true, pred = weights @ (labels == k), weights @ (preds == k)
+        hits = weights @ ((labels == k) & (preds == k))
+        with np.errstate(invalid="ignore", divide="ignore"):  # a class neither true nor predicted: 0
+            f1.append(np.where(true + pred > 0, 2.0 * hits / (true + pred), 0.0))
+        auc.append(weighted_auc(weights, labels == k, probs[:, k]))
+    values = [accuracy, np.mean(f1, axis=0), auc[1] if classes == 2 else np.mean(auc, axis=0)]
+    if base_preds is not None:
+        values.append(accuracy - weights @ (labels == base_preds) / len(labels))
+    return np.stack(values)
+
+
+def draw_counts(rows: np.ndarray, n: int) -> np.ndarray:
+    """(resamples, n) row indices -> (resamples, n) how often each row was drawn, as floats."""
+    offsets = np.arange(rows.shape[0])[:, None] * n
+    return np.bincount((rows + offsets).ravel(), minlength=rows.size).reshape(rows.shape).astype(np.float64)
+
+
+def weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """ROC AUC of score, `positive` rows against the rest, for each row of weights (B, n): the
+    chance a drawn positive outscores a drawn negative, ties counting half; NaN without either."""
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # runs of tied scores
+    drawn, is_pos = weights[:, order], positive[order]
+    pos = np.add.reduceat(drawn * is_pos, starts, axis=1)
+    neg = np.add.reduceat(drawn * ~is_pos, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)

@@ -3,8 +3,21 @@ dataset, params files, MLflow stores, a shell helper, a free port, the shared pi
 
 from __future__ import annotations
 
-import contextlib
 import os
+
+# Each pytest-xdist worker gets its share of the cores as torch's OpenMP threads, it and every
+# command it starts (DVC stages, the gate, servers): two workers that each run two threads on two
+# cores spin against each other. Two tiny trainings side by side took 141 CPU-s each that way and 54
+# with one thread each, the same weights (docs/reference.md, "Libraries and why"). Set before
+# anything imports torch; a value the caller set stays. One process (-n 0) keeps torch's default.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
+# The `mlflow server`s the tests start run without MLflow 3's job runner (GenAI jobs, which no test
+# uses): it starts three more Python processes per server, each importing MLflow.
+os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+
+import contextlib
 import shutil
 import socket
 import subprocess

@@ -18,6 +18,16 @@ from bertpipe.inference import Classifier, worker_batch_size
 from tests.conftest import tiny_reviews
 
 
+@pytest.fixture(autouse=True)
+def two_intra_op_threads():
+    """Two torch threads, whatever the suite's workers were given (tests/conftest.py): the thread
+    checks below would pass vacuously with a process default of one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory, tiny_bert):
     """A tiny BERT classifier with a random head, so different texts get different probabilities."""

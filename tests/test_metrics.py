@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
-from bertpipe.metrics import confidence_intervals, is_better, summary_metrics
+from bertpipe.metrics import confidence_intervals, is_better, resample_metrics, roc_auc, summary_metrics
 
 
 def test_a_higher_value_wins_and_the_first_evaluation_always_does():
@@ -69,3 +70,25 @@ def test_a_test_split_without_a_class_gives_no_auc_interval():
     ci = confidence_intervals(np.ones(50, dtype=int), probs, rounds=200)
     assert math.isnan(ci["roc_auc_ci_low"]) and math.isnan(ci["roc_auc_ci_high"])
     assert not math.isnan(ci["accuracy_ci_low"])
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_each_resample_scores_as_scikit_learn_scores_it(classes):
+    """The vectorised statistic against one scikit-learn call per resample, on rounded (tied)
+    probabilities, resamples that miss a class (NaN AUC) and one that is the rows themselves."""
+    rng = np.random.default_rng(classes)
+    n = 60
+    labels = rng.integers(0, classes, n)
+    probs = np.round(rng.random((n, classes)), 1) + 0.01
+    probs /= probs.sum(1, keepdims=True)
+    base = rng.integers(0, classes, n)
+    rows = np.vstack([np.arange(n), rng.integers(0, n, (40, n)), np.flatnonzero(labels != 0)[rng.integers(0, 10, n)]])
+    got = resample_metrics(rows, labels, probs, base)
+    for b, picked in enumerate(rows):
+        y, p = labels[picked], probs[picked]
+        accuracy = (y == p.argmax(1)).mean()
+        f1 = f1_score(y, p.argmax(1), labels=list(range(classes)), average="macro", zero_division=0)
+        gain = accuracy - (y == base[picked]).mean()
+        assert got[[0, 1, 3], b].tolist() == [accuracy, f1, gain]  # counts: the same numbers exactly
+        assert got[2, b] == pytest.approx(roc_auc(y, p), abs=1e-12, nan_ok=True)
+    assert np.isnan(got[2, -1]) and not np.isnan(got[2, 0])

@@ -122,7 +122,8 @@ def test_the_readme_installs_with_the_lines_ci_runs():
     # then lint, and the README's test command (its status kept while the UI check finishes)
     runs = [line.split("||")[0].strip() for line in ci]
     assert runs.index("ruff check .") < runs.index("python -m pytest -q")
-    assert "python tools/ui_check.py --out ui_check > \"$ui_log\" 2>&1 &" in ci  # the MLflow UI check, beside
+    # the MLflow UI check, beside, on one OpenMP thread as each test worker (tests/conftest.py)
+    assert "OMP_NUM_THREADS=1 python tools/ui_check.py --out ui_check > \"$ui_log\" 2>&1 &" in ci
     assert ["python -m pytest -q"] in [[line.split("#")[0].strip()] for block in blocks for line in block]
     for named in re.findall(r"-r (\S+)", " ".join(line for block in blocks for line in block)):
         assert (ROOT / named).is_file(), f"the README installs {named}, which does not exist"

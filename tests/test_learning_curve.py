@@ -1,0 +1,70 @@
+"""The learning curve (tools/learning_curve.py): `collect` reads a real sqlite store's runs, logged
+with the project's own logging functions, into the table, a run collected twice is one row, and
+`plot` draws the committed table, whose quickstart and full-data points are the README's."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import mlflow
+import pandas as pd
+import pytest
+
+from bertpipe import tracking
+from tests.conftest import ROOT
+from tools import learning_curve
+
+README = (ROOT / "README.md").read_text()
+
+
+def log_run(experiment_id: str, name: str, train_rows: int, seed: int, accuracy: float, tfidf: float | None) -> str:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        tracking.log_params({"train_rows": train_rows, "seed": seed, "learning_rate": 8e-5})
+        metrics = {"accuracy": accuracy} | ({"baseline_tfidf_logreg_accuracy": tfidf} if tfidf is not None else {})
+        tracking.log_metrics("test", metrics)
+    return run.info.run_id
+
+
+def test_collect_adds_the_named_runs_once(store, tmp_path):
+    experiment = f"curve-{uuid.uuid4().hex[:8]}"
+    experiment_id = mlflow.create_experiment(experiment)
+    first = log_run(experiment_id, "curve-1000-1", 1000, 42, 0.80, 0.78)
+    log_run(experiment_id, "curve-1000-2", 1000, 43, 0.82, 0.78)
+    log_run(experiment_id, "curve-1000-3", 1000, 44, 0.81, None)  # not evaluated: skipped
+    log_run(experiment_id, "other", 4000, 42, 0.88, 0.87)  # not named curve-...
+    table = tmp_path / "curve.csv"
+    elsewhere = {"train_rows": 21389, "seed": "42", "accuracy": 0.9233, "tfidf_accuracy": 0.9014,
+                 "recipe": "length 384", "run_name": "full-data-cpu", "run_id": "elsewhere",
+                 "measured": "another machine"}
+    pd.DataFrame([elsewhere]).to_csv(table, index=False)
+    args = ["collect", "--prefix", "curve-", "--measured", "here", "--experiment", experiment, "--table", str(table)]
+    learning_curve.main(args)
+    learning_curve.main(args)  # again: the same rows
+    got = pd.read_csv(table, dtype={"seed": str})
+    assert got["run_name"].tolist() == ["curve-1000-1", "curve-1000-2", "full-data-cpu"]
+    assert got["seed"].tolist() == ["42", "43", "42"]
+    assert got["measured"].tolist() == ["here", "here", "another machine"]
+    assert got.loc[0, "run_id"] == first and got.loc[0, "accuracy"] == 0.8 and got.loc[0, "tfidf_accuracy"] == 0.78
+    points = learning_curve.by_rows(got)
+    assert points["seeds"].tolist() == [2, 1] and points.loc[0, "model_mean"] == pytest.approx(81.0)
+    assert (points.loc[0, "model_min"], points.loc[0, "model_max"]) == pytest.approx((80.0, 82.0))
+
+
+def test_collect_without_runs_says_how_to_make_them(store, tmp_path):
+    experiment = f"curve-{uuid.uuid4().hex[:8]}"
+    mlflow.create_experiment(experiment)
+    with pytest.raises(learning_curve.NoRuns, match=r"named curve-\.\.\. .*dvc exp run --queue -n curve-"):
+        learning_curve.main(["collect", "--prefix", "curve-", "--measured", "here", "--experiment", experiment,
+                             "--table", str(tmp_path / "t.csv")])
+
+
+def test_the_committed_curve_has_the_readme_points_and_plots(tmp_path):
+    table = learning_curve.read_table(ROOT / learning_curve.TABLE)
+    points = learning_curve.by_rows(table).set_index("train_rows")
+    quickstart = re.search(r"test accuracy \*\*(\d+\.\d+)%\*\*", README).group(1)
+    assert f"{points.loc[4000, 'model_mean']:.2f}" == quickstart and points.loc[4000, "seeds"] >= 3
+    assert (ROOT / "docs/learning-curve.png").exists() and "docs/learning-curve.png" in README
+    out = tmp_path / "curve.png"
+    learning_curve.main(["plot", "--table", str(ROOT / learning_curve.TABLE), "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp*"))
