@@ -72,10 +72,11 @@ def test_a_test_split_without_a_class_gives_no_auc_interval():
     assert not math.isnan(ci["accuracy_ci_low"])
 
 
-@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("classes", [2, 3, 4])
 def test_each_resample_scores_as_scikit_learn_scores_it(classes):
-    """The vectorised statistic against one scikit-learn call per resample, on rounded (tied)
-    probabilities, resamples that miss a class (NaN AUC) and one that is the rows themselves."""
+    """The vectorised statistic against one scikit-learn call per resample (what the intervals were
+    before), bit for bit, on rounded (tied) probabilities, resamples that miss a class (NaN AUC) and
+    one that is the rows themselves: the committed metrics/test.json stays as it was."""
     rng = np.random.default_rng(classes)
     n = 60
     labels = rng.integers(0, classes, n)
@@ -89,6 +90,7 @@ def test_each_resample_scores_as_scikit_learn_scores_it(classes):
         accuracy = (y == p.argmax(1)).mean()
         f1 = f1_score(y, p.argmax(1), labels=list(range(classes)), average="macro", zero_division=0)
         gain = accuracy - (y == base[picked]).mean()
-        assert got[[0, 1, 3], b].tolist() == [accuracy, f1, gain]  # counts: the same numbers exactly
-        assert got[2, b] == pytest.approx(roc_auc(y, p), abs=1e-12, nan_ok=True)
+        auc = roc_auc(y, p)
+        assert got[[0, 1, 3], b].tolist() == [accuracy, f1, gain]  # the same floats, so the same intervals
+        assert got[2, b] == auc or (np.isnan(got[2, b]) and np.isnan(auc))
     assert np.isnan(got[2, -1]) and not np.isnan(got[2, 0])

@@ -59,7 +59,7 @@ def project(root: Path, reviews: pd.DataFrame) -> Path:
                  ingest={"source": "csv", "path": CSV, "label_names": ["negative", "positive"]},
                  split={"keep_source_test": False, "max_train": 256, "max_val": 48, "max_test": 120},
                  tokenize={"model": "embedded:minilm-l6", "max_length": 48, "head_tokens": 16},
-                 train={"epochs": 2, "min_steps": 0, "batch_size": 8, "learning_rate": 2e-4, "log_every_steps": 4,
+                 train={"epochs": 1, "min_steps": 0, "batch_size": 8, "learning_rate": 2e-4, "log_every_steps": 4,
                         "eval_every_steps": 32, "save_every_steps": 32, "precision": "fp32", "group_batches": 2},
                  evaluate={"precision": "fp32"},
                  promote={"min_improvement": 0.0})
