@@ -1,10 +1,9 @@
 """The learning curve (tools/learning_curve.py): `collect` reads a real sqlite store's runs, logged
 with the project's own logging functions, into the table, a run collected twice is one row, and
-`plot` draws the committed table, whose quickstart and full-data points are the README's."""
+`plot` draws a table, one point per row count with its seeds' spread."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import mlflow
@@ -12,10 +11,7 @@ import pandas as pd
 import pytest
 
 from bertpipe import tracking
-from tests.conftest import ROOT
 from tools import learning_curve
-
-README = (ROOT / "README.md").read_text()
 
 
 def log_run(experiment_id: str, name: str, train_rows: int, seed: int, accuracy: float, tfidf: float | None) -> str:
@@ -59,12 +55,23 @@ def test_collect_without_runs_says_how_to_make_them(store, tmp_path):
                              "--table", str(tmp_path / "t.csv")])
 
 
-def test_the_committed_curve_has_the_readme_points_and_plots(tmp_path):
-    table = learning_curve.read_table(ROOT / learning_curve.TABLE)
-    points = learning_curve.by_rows(table).set_index("train_rows")
-    quickstart = re.search(r"test accuracy \*\*(\d+\.\d+)%\*\*", README).group(1)
-    assert f"{points.loc[4000, 'model_mean']:.2f}" == quickstart and points.loc[4000, "seeds"] >= 3
-    assert (ROOT / "docs/learning-curve.png").exists() and "docs/learning-curve.png" in README
+def test_plot_draws_each_row_count_with_its_seeds(tmp_path):
+    table = tmp_path / "curve.csv"
+    rows = [{"train_rows": n, "seed": str(seed), "accuracy": acc, "tfidf_accuracy": tfidf, "recipe": recipe,
+             "run_name": f"curve-{n}-{seed}", "run_id": f"{n}-{seed}", "measured": "here"}
+            for n, seed, acc, tfidf, recipe in [(1000, 42, 0.83, 0.82, "default"),
+                                                (1000, 43, 0.85, 0.82, "default"),
+                                                (4000, 42, 0.87, 0.87, "default"),
+                                                (21389, 42, 0.92, 0.90, "length 384")]]
+    pd.DataFrame(rows).to_csv(table, index=False)
     out = tmp_path / "curve.png"
-    learning_curve.main(["plot", "--table", str(ROOT / learning_curve.TABLE), "--out", str(out)])
+    learning_curve.main(["plot", "--table", str(table), "--out", str(out)])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp*"))
+    points = learning_curve.by_rows(learning_curve.read_table(table))
+    assert points["seeds"].tolist() == [2, 1, 1] and points["recipe"].tolist() == ["default", "default", "length 384"]
+
+
+def test_a_table_without_its_columns_names_them(tmp_path):
+    (tmp_path / "t.csv").write_text("train_rows,accuracy\n1000,0.8\n")
+    with pytest.raises(learning_curve.BertpipeError, match=r"t\.csv: no column .*seed.*header must be"):
+        learning_curve.main(["plot", "--table", str(tmp_path / "t.csv")])

@@ -1,5 +1,6 @@
 """Test accuracy against training rows, for the fine-tuned model and for TF-IDF + logistic
-regression trained on the same rows: the README's picture of what more rows buy (issue 22).
+regression trained on the same rows: the picture of what more rows buy that issue 22 asks the
+README for (docs/results.md, "Learning curve": its runs are not measured yet).
 
 A table of runs, one row per run: training rows, seed, the model's and TF-IDF's test accuracy,
 its recipe (`default`: the default params but split.max_train; else what differs, written on the
