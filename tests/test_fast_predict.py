@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from bertpipe import modeling
 from bertpipe.contracts import CheckpointMeta
-from bertpipe.inference import Classifier, worker_batch_size
+from bertpipe.inference import Classifier, intra_op_threads, worker_batch_size
 from tests.conftest import tiny_reviews
 
 
@@ -22,10 +22,8 @@ from tests.conftest import tiny_reviews
 def two_intra_op_threads():
     """Two torch threads, whatever the suite's workers were given (tests/conftest.py): the thread
     checks below would pass vacuously with a process default of one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with intra_op_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")
