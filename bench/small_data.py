@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--model", help="tokenize.model (default: params.yaml's, the embedded MiniLM)")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                        help="a train param for every recipe, after the recipe's own (YAML value; repeatable)")
     parser.add_argument("--workdir", help="folder for the runs (default: a temporary one)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke test in seconds: {QUICK}, train {QUICK_TRAIN}, a tiny BERT")
@@ -141,6 +143,17 @@ def main() -> None:
     report(results)
 
 
+def overrides(pairs: list[str]) -> dict:
+    """--train KEY=VALUE pairs as train params, each value read as YAML (5e-5, 400, balanced)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--train {pair!r}: give KEY=VALUE, e.g. --train learning_rate=5e-5")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def run_all(work: Path, args: argparse.Namespace) -> dict[tuple[str, str], list[dict]]:
     results: dict[tuple[str, str], list[dict]] = {}
     for name in args.datasets.split(","):
@@ -148,7 +161,8 @@ def run_all(work: Path, args: argparse.Namespace) -> dict[tuple[str, str], list[
         for recipe in args.recipes.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 params = write_params(work / name / f"{recipe}-{seed}.yaml", args.model, args.max_length,
-                                      {**RECIPES[recipe], "seed": seed, **(QUICK_TRAIN if args.quick else {})})
+                                      {**RECIPES[recipe], **overrides(args.train), "seed": seed,
+                                       **(QUICK_TRAIN if args.quick else {})})
                 one = train_and_evaluate(work / name, work / name / f"{recipe}-{seed}", params)
                 log.info("%s %s seed %d: %s", name, recipe, seed, one)
                 results.setdefault((name, recipe), []).append({"seed": seed, **one})

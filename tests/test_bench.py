@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -50,6 +51,8 @@ def commands(tmp: Path, tiny_bert: Path) -> dict[str, list[str]]:
         "scale_bench": [bench("scale_bench"), "--quick", "--workdir", str(tmp / "scale")],
         "recipe_search": [bench("recipe_search"), "--quick", "--model", str(tiny_bert)],
         "tokenize_bench": [bench("tokenize_bench"), "--quick"],
+        "small_data": [bench("small_data"), "--quick", "--model", str(tiny_bert), "--workdir", str(tmp / "small"),
+                       "--train", "learning_rate=0.001"],
         "hostile_text_bench": [bench("hostile_text_bench"), "--quick"],
         "trainer_way_without_accelerate": ["-c", WITHOUT_ACCELERATE, bench("train_bench"), "--quick"],
     }
@@ -205,3 +208,17 @@ def test_trainer_way_without_accelerate_names_the_extra_before_starting(runs):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert ('--ways trainer: the Hugging Face Trainer needs accelerate, which is not installed; '
             'pip install -e ".[bench]" adds it, or leave the trainer out: --ways ours,tutorial') in done.stderr
+
+
+def test_small_data_quick_runs_both_recipes_on_both_data_sets(runs, tmp):
+    stdout, _ = succeeded(runs("small_data"))
+    results = result(stdout)
+    for name in ("generated", "rotten_tomatoes"):
+        for recipe in ("before", "defaults", "tfidf", "majority"):
+            assert 0 <= float(results[f"{name}_{recipe}_f1_macro"]) <= 1, results
+        written = yaml.safe_load((tmp / "small" / name / "defaults-42.yaml").read_text())["train"]
+        assert written["learning_rate"] == 0.001 and written["seed"] == 42  # --train reached the recipe's params
+        assert written["class_weights"] == "auto"  # and left the defaults' other values as they are
+    table = [line.split() for line in stdout.splitlines() if line.startswith(("generated ", "rotten_tomatoes "))]
+    assert sorted((row[0], row[1]) for row in table) == sorted(
+        (n, r) for n in ("generated", "rotten_tomatoes") for r in ("before", "defaults"))

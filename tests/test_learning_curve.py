@@ -4,6 +4,7 @@ with the project's own logging functions, into the table, a run collected twice 
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import mlflow
@@ -75,3 +76,31 @@ def test_a_table_without_its_columns_names_them(tmp_path):
     (tmp_path / "t.csv").write_text("train_rows,accuracy\n1000,0.8\n")
     with pytest.raises(learning_curve.BertpipeError, match=r"t\.csv: no column .*seed.*header must be"):
         learning_curve.main(["plot", "--table", str(tmp_path / "t.csv")])
+
+
+def test_the_committed_curve_is_the_one_the_readme_and_results_quote():
+    """docs/learning-curve.csv (what the PNG draws) gives the figures README.md and
+    docs/results.md write beside the picture: per row count, the mean over three seeds of the
+    model and TF-IDF, and in results.md each seed and its gain."""
+    from tests.conftest import ROOT
+
+    table = learning_curve.read_table(ROOT / learning_curve.TABLE)
+    points = learning_curve.by_rows(table).set_index("train_rows")
+    curve = points.loc[[1000, 2000, 4000]]
+    assert curve["seeds"].tolist() == [3, 3, 3] and set(curve["recipe"]) == {learning_curve.DEFAULT_RECIPE}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"1,000, 2,000 and 4,000 rows give ([\d.]+)%, ([\d.]+)% and ([\d.]+)% against "
+                       r"TF-IDF's ([\d.]+)%, ([\d.]+)% and ([\d.]+)%", readme)
+    assert quoted, "README.md no longer quotes the learning curve's three means"
+    assert [float(x) for x in quoted.groups()] == pytest.approx(
+        [*curve["model_mean"].round(2), *curve["tfidf_mean"].round(2)], abs=0.005)
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    for rows, runs in table[table["train_rows"].isin([1000, 2000, 4000])].groupby("train_rows"):
+        runs = runs.sort_values("seed")
+        seeds = " / ".join(f"{a * 100:.2f}%" for a in runs["accuracy"])
+        gains = " / ".join(f"{(a - t) * 100:+.2f}"
+                           for a, t in zip(runs["accuracy"], runs["tfidf_accuracy"], strict=True))
+        row = f"| {rows:,}"
+        assert any(line.startswith(row) and seeds in line and gains in line
+                   for line in results.splitlines()), f"docs/results.md has no row {row} ... {seeds} ... {gains}"
+    assert (ROOT / learning_curve.PICTURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

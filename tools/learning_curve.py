@@ -1,6 +1,6 @@
 """Test accuracy against training rows, for the fine-tuned model and for TF-IDF + logistic
 regression trained on the same rows: the picture of what more rows buy that issue 22 asks the
-README for (docs/results.md, "Learning curve": its runs are not measured yet).
+README for (docs/results.md, "Learning curve": the runs, the table, the picture).
 
 A table of runs, one row per run: training rows, seed, the model's and TF-IDF's test accuracy,
 its recipe (`default`: the default params but split.max_train; else what differs, written on the
@@ -16,7 +16,7 @@ In:  collect: the runs in the tracking store the stages use (MLFLOW_TRACKING_URI
      sqlite:///mlflow.db here); plot: the table.
 Out: the table (CSV, collect), a PNG (plot).
 
-Run: python tools/learning_curve.py collect --prefix curve- --measured "2-core AMD EPYC, 2026-12-03"
+Run: python tools/learning_curve.py collect --prefix curve- --measured "2-core Intel Xeon (AMX), 2026-12-04"
      python tools/learning_curve.py plot
 """
 
@@ -134,11 +134,15 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
         mean = points[f"{name}_mean"]
         spread = [mean - points[f"{name}_min"], points[f"{name}_max"] - mean]
         ax.errorbar(points["train_rows"], mean, yerr=spread, fmt=style, capsize=3, label=label)
+    last = points["train_rows"].max()
     for _, p in points.iterrows():
         other = "" if p["recipe"] == DEFAULT_RECIPE else f"\n{p['recipe']}"
+        right = p["train_rows"] == last  # the rightmost label ends at its point, inside the axes
         ax.annotate(f"{p['model_mean']:.1f}%\n({p['seeds']:d} seed{'s' if p['seeds'] > 1 else ''}){other}",
-                    (p["train_rows"], p["model_max"]), textcoords="offset points", xytext=(0, 6), ha="center",
-                    fontsize=7)
+                    (p["train_rows"], p["model_max"]), textcoords="offset points", xytext=(-4 if right else 0, 6),
+                    ha="right" if right else "center", fontsize=7)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.25 * (high - low))  # room for the labels above the highest point
     ax.set_xscale("log")
     ax.set_xticks(points["train_rows"], [f"{r:,}" for r in points["train_rows"]])
     ax.minorticks_off()
