@@ -24,6 +24,7 @@ Last line: RESULT <data set>_<recipe>_f1_macro=<mean> ... <data set>_tfidf_f1_ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -133,13 +134,15 @@ def main() -> None:
         parser.set_defaults(**QUICK)
         args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="small-data-") as scratch:
-        work = Path(args.workdir or scratch)
+        work = Path(args.workdir or scratch).resolve()
+        work.mkdir(parents=True, exist_ok=True)
         if args.quick and not args.model:
             from tools.tiny_bert import make_tiny_bert
 
             args.model = str(make_tiny_bert(work / "tiny-bert"))
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
-        results = run_all(work, args)
+        with contextlib.chdir(work):  # MLflow's ./mlruns artifacts go beside its store, not where the bench runs
+            results = run_all(work, args)
     report(results)
 
 

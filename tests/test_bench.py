@@ -219,6 +219,7 @@ def test_small_data_quick_runs_both_recipes_on_both_data_sets(runs, tmp):
         written = yaml.safe_load((tmp / "small" / name / "defaults-42.yaml").read_text())["train"]
         assert written["learning_rate"] == 0.001 and written["seed"] == 42  # --train reached the recipe's params
         assert written["class_weights"] == "auto"  # and left the defaults' other values as they are
+    assert (tmp / "small" / "mlruns").is_dir() and not (tmp / "mlruns").exists()  # artifacts beside the store
     table = [line.split() for line in stdout.splitlines() if line.startswith(("generated ", "rotten_tomatoes "))]
     assert sorted((row[0], row[1]) for row in table) == sorted(
         (n, r) for n in ("generated", "rotten_tomatoes") for r in ("before", "defaults"))
