@@ -210,11 +210,11 @@ def test_trainer_way_without_accelerate_names_the_extra_before_starting(runs):
             'pip install -e ".[bench]" adds it, or leave the trainer out: --ways ours,tutorial') in done.stderr
 
 
-def test_small_data_quick_runs_both_recipes_on_both_data_sets(runs, tmp):
+def test_small_data_quick_runs_each_recipe_and_the_probe_on_both_data_sets(runs, tmp):
     stdout, _ = succeeded(runs("small_data"))
     results = result(stdout)
     for name in ("generated", "rotten_tomatoes"):
-        for recipe in ("before", "defaults", "tfidf", "majority"):
+        for recipe in ("before", "defaults", "probe", "tfidf", "majority"):
             assert 0 <= float(results[f"{name}_{recipe}_f1_macro"]) <= 1, results
         written = yaml.safe_load((tmp / "small" / name / "defaults-42.yaml").read_text())["train"]
         assert written["learning_rate"] == 0.001 and written["seed"] == 42  # --train reached the recipe's params
@@ -222,4 +222,4 @@ def test_small_data_quick_runs_both_recipes_on_both_data_sets(runs, tmp):
     assert (tmp / "small" / "mlruns").is_dir() and not (tmp / "mlruns").exists()  # artifacts beside the store
     table = [line.split() for line in stdout.splitlines() if line.startswith(("generated ", "rotten_tomatoes "))]
     assert sorted((row[0], row[1]) for row in table) == sorted(
-        (n, r) for n in ("generated", "rotten_tomatoes") for r in ("before", "defaults"))
+        (n, r) for n in ("generated", "rotten_tomatoes") for r in ("before", "defaults", "probe"))
