@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join([*RECIPES, PROBE]))
     parser.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                         help="a train param for every recipe, after the recipe's own (YAML value; repeatable)")
+    parser.add_argument("--probe-pooling", choices=("mean", "cls", "pooler"), default="mean",
+                        help="the vectors the probe reads (default: mean, as all-MiniLM-L6-v2 was trained)")
     parser.add_argument("--workdir", help="folder for the runs (default: a temporary one)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke test in seconds: {QUICK}, train {QUICK_TRAIN}, a tiny BERT")
@@ -162,10 +164,10 @@ def overrides(pairs: list[str]) -> dict:
     return out
 
 
-def probe(data: Path, model: str | None, max_length: int) -> dict:
+def probe(data: Path, model: str | None, max_length: int, pooling: str = "mean") -> dict:
     """Macro F1 on the test split of a balanced logistic regression on the frozen encoder's
-    mean-pooled vectors of the training texts: what the encoder's sentence vectors hold, beside
-    the fine-tuned classification head that reads the [CLS] pooler."""
+    vectors of the training texts (`pooling`: mean over the tokens, the [CLS] token's, or the
+    pooler output that the fine-tuned BertForSequenceClassification head reads)."""
     import numpy as np
     import pandas as pd
     import torch
@@ -187,8 +189,13 @@ def probe(data: Path, model: str | None, max_length: int) -> dict:
                 batch = tokenizer(texts[i:i + 64], padding=True, truncation=True, max_length=max_length,
                                   return_tensors="pt")
                 mask = batch["attention_mask"].unsqueeze(-1).float()
-                hidden = encoder(**batch).last_hidden_state
-                out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+                encoded = encoder(**batch)
+                hidden = encoded.last_hidden_state
+                if pooling == "mean":
+                    pooled = (hidden * mask).sum(1) / mask.sum(1)
+                else:
+                    pooled = hidden[:, 0] if pooling == "cls" else encoded.pooler_output
+                out.append(pooled.numpy())
         return np.concatenate(out)
 
     train, test = (pd.read_parquet(data / "split" / f"{s}.parquet") for s in ("train", "test"))
@@ -218,7 +225,7 @@ def run_all(work: Path, args: argparse.Namespace) -> dict[tuple[str, str], list[
         if PROBE in args.recipes.split(","):
             fine_tuned = [r[0] for (n, _), r in results.items() if n == name]  # the bars: the same test rows
             bars = {k: fine_tuned[0][k] if fine_tuned else float("nan") for k in ("tfidf", "majority")}
-            one = probe(work / name, args.model, args.max_length)
+            one = probe(work / name, args.model, args.max_length, args.probe_pooling)
             log.info("%s %s: %s", name, PROBE, one)
             results[(name, PROBE)] = [{"seed": "-", **one, **bars}]
     return results
