@@ -140,6 +140,7 @@ def main() -> None:
     if args.quick:  # the quick sizes as defaults: a flag given still wins
         parser.set_defaults(**QUICK)
         args = parser.parse_args()
+    args.train = overrides(args.train)  # a wrong key stops here, not after the data is prepared
     with tempfile.TemporaryDirectory(prefix="small-data-") as scratch:
         work = Path(args.workdir or scratch).resolve()
         work.mkdir(parents=True, exist_ok=True)
@@ -154,12 +155,15 @@ def main() -> None:
 
 
 def overrides(pairs: list[str]) -> dict:
-    """--train KEY=VALUE pairs as train params, each value read as YAML (5e-5, 400, balanced)."""
+    """--train KEY=VALUE pairs as train params, each value read as YAML (5.0e-5, 400, balanced);
+    checked against params.yaml's train keys before any work starts."""
+    known = load_yaml((ROOT / "params.yaml").read_text())["train"]
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--train {pair!r}: give KEY=VALUE, e.g. --train learning_rate=5e-5")
+        if not sep or key not in known:
+            raise SystemExit(f"--train {pair!r}: give KEY=VALUE with a key of params.yaml's train section "
+                             f"({', '.join(known)}), e.g. --train learning_rate=5.0e-5")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -193,8 +197,10 @@ def probe(data: Path, model: str | None, max_length: int, pooling: str = "mean")
                 hidden = encoded.last_hidden_state
                 if pooling == "mean":
                     pooled = (hidden * mask).sum(1) / mask.sum(1)
-                else:
-                    pooled = hidden[:, 0] if pooling == "cls" else encoded.pooler_output
+                elif pooling == "cls":
+                    pooled = hidden[:, 0]
+                elif (pooled := getattr(encoded, "pooler_output", None)) is None:
+                    raise SystemExit(f"--probe-pooling pooler: {name} has no pooler; use mean or cls")
                 out.append(pooled.numpy())
         return np.concatenate(out)
 
@@ -217,7 +223,7 @@ def run_all(work: Path, args: argparse.Namespace) -> dict[tuple[str, str], list[
                 continue
             for seed in (int(s) for s in args.seeds.split(",")):
                 params = write_params(work / name / f"{recipe}-{seed}.yaml", args.model, args.max_length,
-                                      {**RECIPES[recipe], **overrides(args.train), "seed": seed,
+                                      {**RECIPES[recipe], **args.train, "seed": seed,
                                        **(QUICK_TRAIN if args.quick else {})})
                 one = train_and_evaluate(work / name, work / name / f"{recipe}-{seed}", params)
                 log.info("%s %s seed %d: %s", name, recipe, seed, one)
