@@ -177,6 +177,12 @@ class TrainParams(Section):
     eval_batch_size: int = Field(ge=1)
     # Temperature scaling of the best checkpoint on validation (bertpipe.calibration); false: T = 1.
     calibrate: bool
+    # finetune: train every weight. frozen: no fine-tuning; the pretrained encoder as it is and a
+    # linear head on its mean-pooled vectors, a logistic regression fitted to convergence. both:
+    # that frozen head is the first candidate (step 0), then fine-tuning, and validation keeps the
+    # better as it keeps the best checkpoint. auto: frozen when the rows are imbalanced (as
+    # class_weights) and the smallest class has under FEW_ROWS (stages/train.py), else finetune.
+    encoder: Literal["auto", "finetune", "frozen", "both"]
 
     @field_validator("mlflow_experiment", "registered_model")
     @classmethod

@@ -25,6 +25,10 @@ from bertpipe.tokens import Encoder
 
 # Beside the Hugging Face files, a checkpoint keeps how its inputs were tokenized.
 PIPELINE_META = CheckpointMeta.FILE
+# A checkpoint's config.json attribute: what its head reads (pooling_of). save_pretrained and
+# from_pretrained keep it as they keep the calibration temperature; plain transformers does not
+# read it, so a `mean` checkpoint must be loaded with this module (Classifier, predict, serve).
+POOLING_ATTR = "bertpipe_pooling"
 PREDICT_BATCH_SIZE = 32  # texts per forward pass on raw texts (bench/predict_bench.py)
 BATCHES_PER_WORKER = 4  # the fewest batches each CPU worker gets, so that they finish together
 
@@ -58,13 +62,54 @@ def predict_logits(model, split: TokenizedSplit, batch_size: int, device: torch.
 
     def score(rows: np.ndarray) -> None:
         batch = collate(split, rows, pad_id)
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits
+        logits = forward_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
         out[rows] = logits.double().cpu().numpy()
 
     # One autocast region per worker: autocast caches the bf16 copies of the weights within a
     # region, so they are cast once rather than once per batch.
     run_batches(batches, score, workers, lambda: _inference_mode(device, dtype), pool)
+    return out
+
+
+def pooling_of(config) -> str:
+    """What the model's head reads: `cls` (the model class's own head, a checkpoint without the
+    attribute) or `mean` (its linear `classifier` on the mean of the token vectors: train.encoder
+    frozen, fitted on the pretrained encoder as it is)."""
+    return str(getattr(config, POOLING_ATTR, "cls"))
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, H), (B, T) -> (B, H) in fp32: the mean of the real (unpadded) tokens' vectors."""
+    mask = attention_mask.unsqueeze(-1).to(torch.float32)  # (B, T, 1)
+    return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def mean_vectors(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The encoder's mean-pooled token vectors (B, H), what a `mean` head reads."""
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+    return mean_pool(hidden, attention_mask)
+
+
+def forward_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Logits (B, C): the model's own head, or its classifier on mean-pooled vectors (pooling_of)."""
+    if pooling_of(model.config) == "mean":
+        head = model.classifier
+        return head(mean_vectors(model, input_ids, attention_mask).to(head.weight.dtype))
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def predict_vectors(model, split: TokenizedSplit, batch_size: int, device: torch.device,
+                    dtype: torch.dtype | None, pad_id: int) -> np.ndarray:
+    """Mean-pooled encoder vectors (N, H) in float64, in the split's row order (train.encoder frozen)."""
+    model.eval()
+    out = np.zeros((len(split), model.config.hidden_size), dtype=np.float64)
+
+    def score(rows: np.ndarray) -> None:
+        batch = collate(split, rows, pad_id)
+        vectors = mean_vectors(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        out[rows] = vectors.double().cpu().numpy()
+
+    run_batches(sorted_batches(split.lengths, batch_size), score, 1, lambda: _inference_mode(device, dtype))
     return out
 
 

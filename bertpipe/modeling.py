@@ -76,6 +76,24 @@ def load_for_fine_tuning(name: str, num_labels: int, **kwargs):
     return model
 
 
+def has_linear_head(model) -> bool:
+    """The model's `classifier` is one linear layer on the hidden size, so it can read a mean-pooled
+    vector: BERT's and DistilBERT's are; RoBERTa's and ELECTRA's (a dense layer first) are not."""
+    head = getattr(model, "classifier", None)
+    return isinstance(head, torch.nn.Linear) and head.in_features == model.config.hidden_size
+
+
+def frozen_head_fits(name: str, revision: str) -> bool:
+    """Whether the model `name` gets a linear classification head (has_linear_head), read from its
+    config alone: the model is built on the meta device, without weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(resolve_model(name), **pretrained_kwargs(name, revision))
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
+    return has_linear_head(model)
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX); emulated bf16 is slower."""
     if platform.system() != "Linux" or not os.path.exists("/proc/cpuinfo"):

@@ -130,9 +130,9 @@ def baseline_warnings(metrics: dict[str, float], baselines: dict[str, dict[str, 
     """One warning per baseline whose macro F1 the model does not beat."""
     return [f"the model (macro F1 {metrics['f1_macro']:.4f}, accuracy {metrics['accuracy']:.4f}) does not beat "
             f"{BASELINE_NAMES[name]} (macro F1 {base['f1_macro']:.4f}, accuracy {base['accuracy']:.4f}) on the "
-            "same rows; on small or imbalanced data keep train.class_weights and train.metric at auto (balanced "
-            "class weights and selection by macro F1 when the classes are imbalanced), and try a larger "
-            "train.min_steps or more rows of the rare classes"
+            "same rows; on small or imbalanced data keep train.class_weights, train.metric and train.encoder at "
+            "auto (balanced class weights and selection by macro F1 when the classes are imbalanced, the frozen "
+            "encoder on a rare class of few rows), and try a larger train.min_steps or more rows of the rare classes"
             for name, base in baselines.items() if metrics["f1_macro"] <= base["f1_macro"]]
 
 

@@ -1,5 +1,9 @@
 """Train: fine-tune a pretrained encoder; keep the best checkpoint by the validation metric.
 
+train.encoder frozen or both (auto: frozen on a rare class of few rows) first fits a linear head on the
+pretrained encoder's mean-pooled vectors, a logistic regression run to convergence: the candidate
+at step 0, kept unless a fine-tuned checkpoint beats it on validation (frozen: the only one).
+
 In:  <data>/{train,val}.safetensors, <data>/tokenizer/, <data>/meta.json (TokenizedMeta: model,
      truncation, class names, normalisation) from tokenize; <split>/ (texts and data version,
      recorded as the model's lineage: bertpipe.lineage); params `train`.
@@ -31,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.numpy import load_file, save_file
+from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 from transformers import AutoConfig, get_linear_schedule_with_warmup
 
@@ -40,13 +45,15 @@ from bertpipe.batching import collate, length_grouped_batches, shard
 from bertpipe.calibration import T_BOUNDS, fit_temperature, nll, set_temperature, softmax
 from bertpipe.config import TrainParams
 from bertpipe.contracts import CheckpointMeta, TokenizedMeta
-from bertpipe.inference import Classifier, predict_logits, save_checkpoint
+from bertpipe.errors import ParamsError
+from bertpipe.inference import POOLING_ATTR, Classifier, predict_logits, predict_vectors, save_checkpoint
 from bertpipe.lineage import log_lineage, split_digests
 from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
 from bertpipe.modeling import (
     autocast,
     autocast_dtype,
+    frozen_head_fits,
     load_for_fine_tuning,
     pretrained_kwargs,
     register_cpu_attention,
@@ -72,6 +79,14 @@ CURVE_COLUMNS = ["step", "train_loss", "learning_rate", "val_metric"]
 # many times the rows of the smallest (the default IMDB rows, 2,003 / 1,997, are not).
 IMBALANCE_RATIO = 1.5
 EVALUATIONS_PER_RUN = 4  # train.eval_every_steps `auto`: the default 500 steps are evaluated every 125
+# train.encoder `auto`: frozen when the rows are imbalanced and the smallest class has fewer
+# training rows. Fine-tuned on a few dozen rare rows, the model separates them and predicts the
+# majority class on new ones; and the validation split holds too few of them to choose between
+# the two (`both`) by (bench/README.md, "Small, imbalanced data").
+FEW_ROWS = 100
+# The frozen head's logistic regression (lbfgs) runs to a tolerance far below scikit-learn's 1e-4,
+# so that its weights are the optimum's, not where a loose stop happened to land.
+FROZEN_TOL, FROZEN_MAX_ITER = 1e-8, 10_000
 # Beside the best checkpoint in the resumable state: the validation logits it was chosen on.
 VAL_LOGITS = "val_logits.safetensors"
 EXAMPLE_TEXTS = ["A moving, beautifully acted film; I loved every minute.",
@@ -132,14 +147,18 @@ def is_imbalanced(labels: np.ndarray, num_classes: int) -> bool:
     return bool(counts.max() > IMBALANCE_RATIO * counts.min())
 
 
-def resolve_auto(p: TrainParams, labels: np.ndarray, num_classes: int, total_steps: int) -> TrainParams:
+def resolve_auto(p: TrainParams, labels: np.ndarray, num_classes: int, total_steps: int,
+                 linear_head: bool) -> TrainParams:
     """The params with each `auto` made concrete from the training labels and the step count:
     imbalanced rows get balanced class weights and selection by macro F1 (plain cross-entropy
     on a rare class settles on never predicting it, and accuracy then rewards that); the
-    evaluations are spread over the run, so a short run is not judged at its last step only."""
+    evaluations are spread over the run, so a short run is not judged at its last step only; a
+    rare class of few rows gets the frozen-encoder head instead of fine-tuning, when the model's head is linear."""
     imbalanced = is_imbalanced(labels, num_classes)
+    few = imbalanced and int(np.bincount(labels, minlength=num_classes).min()) < FEW_ROWS
     auto = {"class_weights": "balanced" if imbalanced else "none", "metric": "f1_macro" if imbalanced else "accuracy",
-            "eval_every_steps": max(1, math.ceil(total_steps / EVALUATIONS_PER_RUN))}
+            "eval_every_steps": max(1, math.ceil(total_steps / EVALUATIONS_PER_RUN)),
+            "encoder": "frozen" if few and linear_head else "finetune"}
     return p.model_copy(update={k: v for k, v in auto.items() if getattr(p, k) == "auto"})
 
 
@@ -210,7 +229,12 @@ def main(argv: list[str] | None = None) -> None:
 
     steps_per_epoch = max(1, len(epoch_batches(train, p, 0)) // p.grad_accum_steps)
     total_steps = total_steps_for(steps_per_epoch, p)
-    p = resolve_auto(p, train.labels, len(meta.labels), total_steps)  # logged, resumed and used as resolved
+    linear_head = p.encoder == "finetune" or frozen_head_fits(meta.model, meta.model_revision)
+    if p.encoder in ("frozen", "both") and not linear_head:
+        raise ParamsError(f"train.encoder={p.encoder} in params.yaml: {meta.model}'s classification head is not one "
+                          "linear layer, so it cannot read mean-pooled vectors; set train.encoder to finetune or auto")
+    p = resolve_auto(p, train.labels, len(meta.labels), total_steps, linear_head)  # logged, resumed, used as resolved
+    total_steps = 0 if p.encoder == "frozen" else total_steps
     inputs = [f"{args.data}/{n}" for n in ("train.safetensors", "val.safetensors", "meta.json")]
     key = resume_key(p.model_dump(), inputs, dist.world_size(), __file__, resolve_model(meta.model), device, dtype)
     state = load_state(args.state, key)
@@ -232,6 +256,10 @@ def main(argv: list[str] | None = None) -> None:
              meta.model, device, dtype or torch.float32, total_steps, p.batch_size, dist.world_size(),
              p.grad_accum_steps, p.metric, p.eval_every_steps,
              "" if weights is None else f", class weights {[round(w, 3) for w in weights.tolist()]}")
+    if p.encoder in ("frozen", "both") and state.step == 0:
+        keep_frozen_candidate(model, train, val, p, device, dtype, meta, state, args, run)
+        if total_steps == 0 and dist.is_main():  # frozen: nothing to train, the state marks it done
+            save_state(args.state, model, optimizer, scheduler, state)
 
     ddp_model = dist.wrap(model)
     model.train()
@@ -271,6 +299,50 @@ def main(argv: list[str] | None = None) -> None:
         finish(args, state, run, total_steps, meter, p, val.labels)
     dist.barrier()
     dist.shutdown()
+
+
+def fit_frozen_head(model, train, p: TrainParams, device, dtype, meta: TokenizedMeta) -> None:
+    """Turn model into a frozen-encoder classifier: its linear `classifier` reads the encoder's
+    mean-pooled vectors (config POOLING_ATTR) and is set to an L2 logistic regression fitted to
+    convergence on the training rows' vectors, class-weighted as train.class_weights."""
+    x = predict_vectors(model, train, p.eval_batch_size, device, dtype, meta.pad_token_id)  # (N, H)
+    fit = LogisticRegression(tol=FROZEN_TOL, max_iter=FROZEN_MAX_ITER,
+                             class_weight="balanced" if p.class_weights == "balanced" else None).fit(x, train.labels)
+    coef, intercept = fit.coef_, fit.intercept_
+    if len(fit.classes_) == 2:  # one logit difference: half of it to each class
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    num_classes = model.config.num_labels
+    weight, bias = np.zeros((num_classes, x.shape[1])), np.full(num_classes, -30.0)  # a class no row has: never
+    weight[fit.classes_], bias[fit.classes_] = coef, intercept
+    head = model.classifier
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight).to(head.weight))
+        head.bias.copy_(torch.from_numpy(bias).to(head.bias))
+    setattr(model.config, POOLING_ATTR, "mean")
+
+
+def keep_frozen_candidate(model, train, val, p: TrainParams, device, dtype, meta: TokenizedMeta,
+                          state: ResumeState, args, run) -> None:
+    """Step 0: the frozen-encoder head, scored on validation and kept as the best checkpoint so far;
+    then model is put back as it was (its new head, pooled as its class pools) for fine-tuning."""
+    t0 = time.perf_counter()
+    new_head = {k: v.clone() for k, v in model.classifier.state_dict().items()}
+    fit_frozen_head(model, train, p, device, dtype, meta)
+    logits = predict_logits(model, val, p.eval_batch_size, device, dtype, meta.pad_token_id)  # (N, C)
+    metrics = summary_metrics(val.labels, softmax(logits))
+    state.best_value, state.best_step, state.best_metrics = selection_value(p.metric, metrics), 0, metrics
+    state.history.append({"step": 0, "val_metric": state.best_value})
+    if run:
+        log_metrics("val", metrics, step=0)
+    if dist.is_main():
+        with atomic_dir(Path(args.state) / "best") as tmp:
+            save_checkpoint(model, f"{args.data}/{meta.tokenizer}", CheckpointMeta.from_tokenized(meta), tmp)
+            save_file({"logits": logits}, str(tmp / VAL_LOGITS))
+    model.classifier.load_state_dict(new_head)
+    delattr(model.config, POOLING_ATTR)
+    model.train()
+    log.info("step 0: frozen encoder, linear head on mean-pooled vectors of %d rows (%.0f s): val %s=%.4f",
+             len(train), time.perf_counter() - t0, p.metric, state.best_value)
 
 
 def log_run_inputs(args, p: TrainParams, meta: TokenizedMeta, train, val, total_steps: int, device,
@@ -355,7 +427,9 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: Tra
     log.info("calibration: temperature %.4f%s", fit["temperature"],
              f", validation log loss {fit['log_loss_uncalibrated']:.4f} -> {fit['log_loss_calibrated']:.4f}"
              if p.calibrate else " (train.calibrate is off)")
+    pooling = getattr(AutoConfig.from_pretrained(args.out, trust_remote_code=False), POOLING_ATTR, "cls")
     summary = {"best_step": state.best_step, "steps": state.step, "total_steps": total_steps,
+               "frozen_encoder": pooling == "mean",
                "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()},
                **{k if k == "temperature" else f"val_{k}": v for k, v in fit.items()}}
     if meter.total_seconds:  # this process's share of the loop (a resumed run counts only its own)

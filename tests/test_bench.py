@@ -214,12 +214,16 @@ def test_small_data_quick_runs_each_recipe_and_the_probe_on_both_data_sets(runs,
     stdout, _ = succeeded(runs("small_data"))
     results = result(stdout)
     for name in ("generated", "rotten_tomatoes"):
-        for recipe in ("before", "defaults", "probe", "tfidf", "majority"):
+        for recipe in ("before", "defaults", "finetune", "frozen", "probe", "tfidf", "majority"):
             assert 0 <= float(results[f"{name}_{recipe}_f1_macro"]) <= 1, results
         written = yaml.safe_load((tmp / "small" / name / "defaults-42.yaml").read_text())["train"]
         assert written["learning_rate"] == 0.001 and written["seed"] == 42  # --train reached the recipe's params
         assert written["class_weights"] == "auto"  # and left the defaults' other values as they are
     assert (tmp / "small" / "mlruns").is_dir() and not (tmp / "mlruns").exists()  # artifacts beside the store
     table = [line.split() for line in stdout.splitlines() if line.startswith(("generated ", "rotten_tomatoes "))]
+    recipes = ("before", "defaults", "finetune", "frozen", "probe")
     assert sorted((row[0], row[1]) for row in table) == sorted(
-        (n, r) for n in ("generated", "rotten_tomatoes") for r in ("before", "defaults", "probe"))
+        (n, r) for n in ("generated", "rotten_tomatoes") for r in recipes)
+    # A rare class of a dozen training rows: the defaults (train.encoder auto) run no fine-tuning step.
+    assert {row[3] for row in table if row[1] in ("defaults", "frozen")} == {"0"}
+    assert {row[3] for row in table if row[1] == "finetune"} != {"0"}
