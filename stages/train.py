@@ -46,7 +46,14 @@ from bertpipe.calibration import T_BOUNDS, fit_temperature, nll, set_temperature
 from bertpipe.config import TrainParams
 from bertpipe.contracts import CheckpointMeta, TokenizedMeta
 from bertpipe.errors import ParamsError
-from bertpipe.inference import POOLING_ATTR, Classifier, predict_logits, predict_vectors, save_checkpoint
+from bertpipe.inference import (
+    POOLING_ATTR,
+    Classifier,
+    pooling_of,
+    predict_logits,
+    predict_vectors,
+    save_checkpoint,
+)
 from bertpipe.lineage import log_lineage, split_digests
 from bertpipe.logs import run_cli
 from bertpipe.metrics import is_better, selection_value, summary_metrics
@@ -335,9 +342,7 @@ def keep_frozen_candidate(model, train, val, p: TrainParams, device, dtype, meta
     if run:
         log_metrics("val", metrics, step=0)
     if dist.is_main():
-        with atomic_dir(Path(args.state) / "best") as tmp:
-            save_checkpoint(model, f"{args.data}/{meta.tokenizer}", CheckpointMeta.from_tokenized(meta), tmp)
-            save_file({"logits": logits}, str(tmp / VAL_LOGITS))
+        save_best(model, logits, args, meta)
     model.classifier.load_state_dict(new_head)
     delattr(model.config, POOLING_ATTR)
     model.train()
@@ -386,15 +391,21 @@ def evaluate_and_keep_best(model, val, p: TrainParams, device, dtype, meta: Toke
         state.best_value, state.best_step, state.best_metrics = value, state.step, metrics
         state.bad_evals = 0
         if dist.is_main():
-            with atomic_dir(Path(args.state) / "best") as tmp:
-                save_checkpoint(model, f"{args.data}/{meta.tokenizer}", CheckpointMeta.from_tokenized(meta), tmp)
-                save_file({"logits": logits}, str(tmp / VAL_LOGITS))  # for calibrate, no second pass
+            save_best(model, logits, args, meta)
     else:
         state.bad_evals += 1
         state.stopped = 0 < p.early_stopping_patience <= state.bad_evals
     log.info("step %d: val %s=%.4f (best %.4f at step %d), %.1f samples/s%s", state.step, p.metric, value,
              state.best_value, state.best_step, rates["samples_per_s"], ", stopping early" if state.stopped else "")
     meter.reset()
+
+
+def save_best(model, logits: np.ndarray, args, meta: TokenizedMeta) -> None:
+    """The best checkpoint so far into the resumable state, with the validation logits it was
+    chosen on (for calibrate: no second pass)."""
+    with atomic_dir(Path(args.state) / "best") as tmp:
+        save_checkpoint(model, f"{args.data}/{meta.tokenizer}", CheckpointMeta.from_tokenized(meta), tmp)
+        save_file({"logits": logits}, str(tmp / VAL_LOGITS))
 
 
 def calibrate(folder: Path, logits: np.ndarray, labels: np.ndarray, p: TrainParams) -> dict[str, float]:
@@ -427,7 +438,7 @@ def finish(args, state: ResumeState, run, total_steps: int, meter: Meter, p: Tra
     log.info("calibration: temperature %.4f%s", fit["temperature"],
              f", validation log loss {fit['log_loss_uncalibrated']:.4f} -> {fit['log_loss_calibrated']:.4f}"
              if p.calibrate else " (train.calibrate is off)")
-    pooling = getattr(AutoConfig.from_pretrained(args.out, trust_remote_code=False), POOLING_ATTR, "cls")
+    pooling = pooling_of(AutoConfig.from_pretrained(args.out, trust_remote_code=False))
     summary = {"best_step": state.best_step, "steps": state.step, "total_steps": total_steps,
                "frozen_encoder": pooling == "mean",
                "stopped_early": bool(state.stopped), **{f"best_val_{k}": v for k, v in state.best_metrics.items()},
